@@ -1,0 +1,51 @@
+use std::fmt;
+
+/// What went wrong in the user store, with enough context for the admin to act on it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AuthError {
+    InvalidName(String),
+    NoSuchUser(String),
+    UserExists(String),
+    InvalidKey { reason: String },
+    PasswordTooLong,
+    Database { context: String, source: rusqlite::Error },
+    Hash(String),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::InvalidName(n) => write!(
+                f,
+                "invalid user name {n:?}: use 1 to {} ASCII letters, digits, '.', '_', '-' or '@', starting with a letter, digit or '_'",
+                crate::MAX_USERNAME_LEN
+            ),
+            AuthError::NoSuchUser(n) => write!(f, "no user named {n:?}"),
+            AuthError::UserExists(n) => write!(f, "a user named {n:?} already exists"),
+            AuthError::InvalidKey { reason } => write!(f, "not a usable OpenSSH public key: {reason}"),
+            AuthError::PasswordTooLong => write!(f, "password longer than {} bytes", crate::MAX_PASSWORD_LEN),
+            AuthError::Database { context, source } => write!(f, "user store: {context}: {source}"),
+            AuthError::Hash(e) => write!(f, "password hashing failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuthError::Database { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) trait DbContext<T> {
+    fn ctx(self, context: &str) -> Result<T, AuthError>;
+}
+
+impl<T> DbContext<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &str) -> Result<T, AuthError> {
+        self.map_err(|source| AuthError::Database { context: context.to_string(), source })
+    }
+}

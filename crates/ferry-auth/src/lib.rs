@@ -1,0 +1,44 @@
+//! Ferry's users: who may log in, with which password or SSH keys, and where their files live.
+//!
+//! One [`UserStore`] serves every protocol. It is read on every login, so a user added, changed or removed
+//! with `ferry user ...` while the server runs takes effect at the next login, without a restart.
+#![forbid(unsafe_code)]
+
+mod error;
+mod password;
+mod store;
+
+pub use error::AuthError;
+pub use password::{generate_password, hash_password, verify_password};
+pub use store::{User, UserStore};
+
+/// Longest user name accepted (vsftpd's limit).
+pub const MAX_USERNAME_LEN: usize = 128;
+/// Longest password accepted: argon2 does not need more, and a bound keeps hashing cost bounded.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// User names are ASCII letters, digits, `.`, `_`, `-` and `@`, starting with a letter, digit or `_`: safe
+/// in paths, logs and every protocol's command syntax.
+pub fn validate_username(name: &str) -> Result<(), AuthError> {
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if name.is_empty() || name.len() > MAX_USERNAME_LEN || !ok_first || !ok_rest {
+        return Err(AuthError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["alice", "a.b-c_d", "_svc", "user@example.com", "0day"] {
+            assert!(validate_username(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", ".hidden", "a/b", "a b", "ü", &"x".repeat(129)] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+}

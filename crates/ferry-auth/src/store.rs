@@ -1,0 +1,266 @@
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use russh::keys::PublicKey;
+
+use crate::error::DbContext;
+use crate::{hash_password, validate_username, verify_password, AuthError};
+
+/// A user as the servers need them at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// The real directory that is this user's virtual `/`.
+    pub home: PathBuf,
+    pub has_password: bool,
+    pub key_count: usize,
+}
+
+/// Users in a SQLite file. Every call reads the database afresh, so changes made by another process
+/// (the `ferry user` commands) are seen at the next login.
+pub struct UserStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY NOT NULL,
+    password_hash TEXT,
+    home TEXT NOT NULL,
+    created_at INTEGER NOT NULL DEFAULT (unixepoch())
+);
+CREATE TABLE IF NOT EXISTS user_keys (
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (user, fingerprint)
+);
+";
+
+/// A hash to verify against when the user does not exist, so that a wrong user name costs the same
+/// time as a wrong password and does not reveal which names exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("ferry-dummy-password").unwrap_or_default())
+}
+
+fn parse_key(line: &str) -> Result<PublicKey, AuthError> {
+    PublicKey::from_openssh(line.trim()).map_err(|e| AuthError::InvalidKey { reason: e.to_string() })
+}
+
+impl UserStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<UserStore, AuthError> {
+        let conn = Connection::open(path).ctx(&format!("opening {}", path.display()))?;
+        // WAL lets `ferry user add` write while the server reads; the busy timeout rides over the
+        // moments when both touch the file at once.
+        conn.busy_timeout(Duration::from_secs(5)).ctx("setting busy timeout")?;
+        conn.pragma_update(None, "journal_mode", "WAL").ctx("enabling WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON").ctx("enabling foreign keys")?;
+        conn.execute_batch(SCHEMA).ctx("creating tables")?;
+        Ok(UserStore { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, AuthError>) -> Result<T, AuthError> {
+        // A poisoned lock only means another thread panicked mid-call; SQLite's own transactions keep
+        // the data consistent, so carry on with the connection.
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    pub fn add_user(&self, name: &str, password: Option<&str>, home: &Path) -> Result<(), AuthError> {
+        validate_username(name)?;
+        let hash = password.map(hash_password).transpose()?;
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "INSERT INTO users (name, password_hash, home) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+                    params![name, hash, home.to_string_lossy()],
+                )
+                .ctx("adding user")?;
+            if n == 0 {
+                return Err(AuthError::UserExists(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn remove_user(&self, name: &str) -> Result<(), AuthError> {
+        self.with(|c| {
+            let n = c.execute("DELETE FROM users WHERE name = ?1", params![name]).ctx("removing user")?;
+            if n == 0 {
+                return Err(AuthError::NoSuchUser(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        let hash = hash_password(password)?;
+        self.with(|c| {
+            let n = c
+                .execute("UPDATE users SET password_hash = ?2 WHERE name = ?1", params![name, hash])
+                .ctx("changing password")?;
+            if n == 0 {
+                return Err(AuthError::NoSuchUser(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds an OpenSSH public key (`ssh-ed25519 AAAA... comment`) to a user. Adding the same key twice is
+    /// not an error. Returns the key's SHA256 fingerprint.
+    pub fn add_key(&self, name: &str, key_line: &str) -> Result<String, AuthError> {
+        let key = parse_key(key_line)?;
+        let fp = key.fingerprint(Default::default()).to_string();
+        let canonical = key.to_openssh().map_err(|e| AuthError::InvalidKey { reason: e.to_string() })?;
+        self.with(|c| {
+            if Self::lookup(c, name)?.is_none() {
+                return Err(AuthError::NoSuchUser(name.to_string()));
+            }
+            c.execute(
+                "INSERT INTO user_keys (user, key, fingerprint) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![name, canonical, fp],
+            )
+            .ctx("adding key")?;
+            Ok(fp)
+        })
+    }
+
+    fn lookup(c: &Connection, name: &str) -> Result<Option<User>, AuthError> {
+        c.query_row(
+            "SELECT name, home, password_hash IS NOT NULL,
+                    (SELECT count(*) FROM user_keys k WHERE k.user = u.name)
+             FROM users u WHERE name = ?1",
+            params![name],
+            |r| {
+                Ok(User {
+                    name: r.get(0)?,
+                    home: PathBuf::from(r.get::<_, String>(1)?),
+                    has_password: r.get(2)?,
+                    key_count: r.get::<_, i64>(3)? as usize,
+                })
+            },
+        )
+        .optional()
+        .ctx("looking up user")
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<User>, AuthError> {
+        self.with(|c| Self::lookup(c, name))
+    }
+
+    pub fn list(&self) -> Result<Vec<User>, AuthError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT name, home, password_hash IS NOT NULL,
+                            (SELECT count(*) FROM user_keys k WHERE k.user = u.name)
+                     FROM users u ORDER BY name",
+                )
+                .ctx("listing users")?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        home: PathBuf::from(r.get::<_, String>(1)?),
+                        has_password: r.get(2)?,
+                        key_count: r.get::<_, i64>(3)? as usize,
+                    })
+                })
+                .ctx("listing users")?;
+            rows.collect::<Result<Vec<_>, _>>().ctx("listing users")
+        })
+    }
+
+    pub fn is_empty(&self) -> Result<bool, AuthError> {
+        self.with(|c| {
+            c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0)).ctx("counting users").map(|n| n == 0)
+        })
+    }
+
+    /// The user, if `password` is theirs. Costs one argon2 verification whether or not the user exists.
+    pub fn check_password(&self, name: &str, password: &str) -> Result<Option<User>, AuthError> {
+        let row = self.with(|c| {
+            c.query_row("SELECT password_hash FROM users WHERE name = ?1", params![name], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()
+            .ctx("checking password")
+        })?;
+        let hash = row.flatten();
+        let ok = verify_password(password, hash.as_deref().unwrap_or(dummy_hash())) && hash.is_some();
+        if ok {
+            self.get(name)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The user, if `key` is one of their authorised keys.
+    pub fn check_key(&self, name: &str, key: &PublicKey) -> Result<Option<User>, AuthError> {
+        let fp = key.fingerprint(Default::default()).to_string();
+        let stored: Option<String> = self.with(|c| {
+            c.query_row("SELECT key FROM user_keys WHERE user = ?1 AND fingerprint = ?2", params![name, fp], |r| {
+                r.get(0)
+            })
+            .optional()
+            .ctx("checking key")
+        })?;
+        // The fingerprint picks the row; the full key comparison is what decides.
+        match stored.map(|s| parse_key(&s)) {
+            Some(Ok(k)) if k.key_data() == key.key_data() => self.get(name),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
+
+    fn store() -> (UserStore, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ferry-auth-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        (UserStore::open(&dir.join("users.db")).expect("open"), dir)
+    }
+
+    #[test]
+    fn add_check_remove() {
+        let (s, dir) = store();
+        assert!(s.is_empty().expect("empty"));
+        s.add_user("alice", Some("pw"), &dir.join("alice")).expect("add");
+        assert!(matches!(s.add_user("alice", None, &dir), Err(AuthError::UserExists(_))));
+        assert_eq!(s.check_password("alice", "pw").expect("ok").map(|u| u.name), Some("alice".into()));
+        assert_eq!(s.check_password("alice", "nope").expect("ok"), None);
+        assert_eq!(s.check_password("bob", "pw").expect("ok"), None);
+        s.set_password("alice", "new").expect("passwd");
+        assert_eq!(s.check_password("alice", "pw").expect("ok"), None);
+        assert!(s.check_password("alice", "new").expect("ok").is_some());
+        s.remove_user("alice").expect("remove");
+        assert!(matches!(s.remove_user("alice"), Err(AuthError::NoSuchUser(_))));
+        assert_eq!(s.check_password("alice", "new").expect("ok"), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn keys() {
+        let (s, dir) = store();
+        s.add_user("k", None, &dir).expect("add");
+        assert_eq!(s.check_password("k", "").expect("ok"), None, "a key-only user has no password");
+        let fp = s.add_key("k", KEY).expect("key");
+        assert!(fp.starts_with("SHA256:"));
+        s.add_key("k", KEY).expect("same key twice is fine");
+        let key = parse_key(KEY).expect("parse");
+        assert!(s.check_key("k", &key).expect("ok").is_some());
+        assert!(s.check_key("other", &key).expect("ok").is_none());
+        assert!(matches!(s.add_key("k", "ssh-ed25519 garbage"), Err(AuthError::InvalidKey { .. })));
+        assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
+        assert_eq!(s.list().expect("list")[0].key_count, 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,27 @@
+//! Every limit in one place, with why it has the value it has.
+
+use std::time::Duration;
+
+/// How long a stopping server lets running transfers finish before it closes them.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Time from TCP connect to a successful login (OpenSSH's LoginGraceTime is 120 s; we are stricter).
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// An authenticated connection with no traffic for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+/// Password and key attempts per SSH connection (OpenSSH's MaxAuthTries is 6).
+pub const MAX_AUTH_ATTEMPTS: usize = 6;
+/// A failed login is answered no sooner than this, to slow down guessing.
+pub const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(1500);
+/// Connections the whole server holds at once; beyond this new ones are refused with a log line.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// SSH channel window: large enough that a single stream is not limited by round trips on fast links.
+pub const SSH_WINDOW_SIZE: u32 = 16 * 1024 * 1024;
+/// SSH maximum packet size we accept: room for a 256 KiB SFTP packet in one SSH packet.
+pub const SSH_MAX_PACKET_SIZE: u32 = 256 * 1024 + 1024;
+/// Bytes of SFTP input a session may have queued before it stops being served (a client that floods
+/// requests without reading replies); far above what any real client keeps in flight.
+pub const SFTP_MAX_QUEUED_INPUT: usize = 64 * 1024 * 1024;
+/// Reply bytes a session may have in flight before it stops starting new requests.
+pub const SFTP_MAX_INFLIGHT_REPLY: usize = 16 * 1024 * 1024;
+/// Default passive port range for FTPS data connections.
+pub const DEFAULT_PASSIVE_PORTS: (u16, u16) = (50000, 51000);

@@ -1,0 +1,358 @@
+//! The SSH side: russh's server handler, which authenticates against the [`UserStore`] and hands the
+//! `sftp` subsystem's bytes to [`crate::session::serve`]. Everything else SSH can do (shells, exec,
+//! forwarding) is refused with a message that says why.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_auth::{User, UserStore};
+use ferry_vfs::local::LocalFs;
+use russh::keys::{Algorithm, PrivateKey, PublicKey};
+use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelWriteHalf, MethodKind, MethodSet, Preferred, SshId};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use crate::dispatch::SessionCtx;
+use crate::session::{serve, Activity, ReplyWriter};
+
+/// Tuning and limits of the SSH layer.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub window_size: u32,
+    pub max_packet_size: u32,
+    pub idle_timeout: Duration,
+    pub max_auth_attempts: usize,
+    pub failed_login_delay: Duration,
+}
+
+/// Shared by every SSH connection of the server.
+pub struct SshService {
+    config: Arc<russh::server::Config>,
+    store: Arc<UserStore>,
+    activity: Arc<Activity>,
+}
+
+/// Only modern algorithms: AEAD ciphers first; CTR with SHA-2 HMACs after them because libssh2 (curl,
+/// many embedded clients) has nothing else. No CBC, no 3DES, no SHA-1, no DH groups below 2048 bits.
+fn preferred() -> Preferred {
+    use russh::{cipher, kex, mac};
+    Preferred {
+        kex: Cow::Borrowed(&[
+            kex::MLKEM768X25519_SHA256,
+            kex::CURVE25519,
+            kex::CURVE25519_PRE_RFC_8731,
+            kex::ECDH_SHA2_NISTP256,
+            kex::DH_G16_SHA512,
+            kex::DH_G14_SHA256,
+            kex::EXTENSION_SUPPORT_AS_SERVER,
+            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+        ]),
+        key: Cow::Borrowed(&[
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa { curve: russh::keys::EcdsaCurve::NistP256 },
+            Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha512) },
+            Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha256) },
+        ]),
+        cipher: Cow::Borrowed(&[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_128_CTR,
+            cipher::AES_192_CTR,
+            cipher::AES_256_CTR,
+        ]),
+        mac: Cow::Borrowed(&[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM, mac::HMAC_SHA256, mac::HMAC_SHA512]),
+        ..Preferred::default()
+    }
+}
+
+impl SshService {
+    pub fn new(keys: Vec<PrivateKey>, store: Arc<UserStore>, activity: Arc<Activity>, s: &SshSettings) -> Self {
+        let config = russh::server::Config {
+            server_id: SshId::Standard(Cow::Borrowed(concat!("SSH-2.0-Ferry_", env!("CARGO_PKG_VERSION")))),
+            methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+            auth_rejection_time: s.failed_login_delay,
+            // OpenSSH clients first try "none" to learn the methods: answer that at once.
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys,
+            window_size: s.window_size,
+            maximum_packet_size: s.max_packet_size,
+            // Channel messages are drained as they arrive (see `data`), so this buffer stays empty.
+            channel_buffer_size: 16,
+            event_buffer_size: 64,
+            preferred: preferred(),
+            max_auth_attempts: s.max_auth_attempts,
+            inactivity_timeout: Some(s.idle_timeout),
+            keepalive_interval: Some(Duration::from_secs(60)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        };
+        SshService { config: Arc::new(config), store, activity }
+    }
+
+    /// Serves one TCP connection until it ends. `prefix` holds bytes already read from the stream
+    /// (none for a plain SFTP listener).
+    pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let handler = SshConn {
+            svc: self.clone(),
+            peer,
+            user: None,
+            login_at: None,
+            pending: HashMap::new(),
+            sftp: HashMap::new(),
+        };
+        match russh::server::run_stream(self.config.clone(), stream, handler).await {
+            Ok(session) => {
+                if let Err(e) = session.await {
+                    tracing::debug!(client = %peer, "SSH session ended: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(client = %peer, "SSH handshake failed: {e}"),
+        }
+    }
+}
+
+struct SshConn {
+    svc: Arc<SshService>,
+    peer: SocketAddr,
+    user: Option<User>,
+    login_at: Option<Instant>,
+    /// Session channels opened but not yet turned into SFTP.
+    pending: HashMap<ChannelId, ChannelWriteHalf<Msg>>,
+    /// Input of running SFTP sessions, by channel.
+    sftp: HashMap<ChannelId, UnboundedSender<Bytes>>,
+}
+
+fn reject() -> Auth {
+    Auth::Reject { proceed_with_methods: None, partial_success: false }
+}
+
+/// RSA signatures with SHA-1 (`ssh-rsa`) are refused, as OpenSSH does since 8.8.
+fn weak_algorithm(a: &Algorithm) -> bool {
+    matches!(a, Algorithm::Rsa { hash: None })
+}
+
+impl SshConn {
+    fn accept(&mut self, user: User, method: &str) -> Auth {
+        tracing::info!(user = %user.name, client = %self.peer, protocol = "sftp", method, "login");
+        self.user = Some(user);
+        self.login_at = Some(Instant::now());
+        Auth::Accept
+    }
+
+    fn failed(&self, user: &str, method: &str, why: &str) -> Auth {
+        tracing::warn!(user, client = %self.peer, protocol = "sftp", method, "login failed: {why}");
+        reject()
+    }
+
+    async fn check_key(&self, user: &str, key: &PublicKey) -> Option<User> {
+        let store = self.svc.store.clone();
+        let (user, key) = (user.to_string(), key.clone());
+        match tokio::task::spawn_blocking(move || store.check_key(&user, &key)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!("user store: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("key check task failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Refuses a shell, exec or similar request on a session channel, telling the person at the other
+    /// end what this server is for.
+    fn refuse(&mut self, channel: ChannelId, what: &str, session: &mut Session) -> Result<(), russh::Error> {
+        tracing::info!(
+            user = self.user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+            client = %self.peer,
+            "hint: client asked for {what}; this server provides SFTP only (use sftp, scp, or an SFTP client)"
+        );
+        let msg = format!("This server provides SFTP only: {what} is not available. Use sftp or scp.\r\n");
+        session.extended_data(channel, 1, msg.into_bytes())?;
+        session.channel_failure(channel)?;
+        session.exit_status_request(channel, 1)?;
+        session.eof(channel)?;
+        session.close(channel)?;
+        self.pending.remove(&channel);
+        Ok(())
+    }
+}
+
+impl Drop for SshConn {
+    fn drop(&mut self) {
+        if let (Some(user), Some(at)) = (&self.user, self.login_at) {
+            tracing::info!(
+                user = %user.name, client = %self.peer, protocol = "sftp",
+                duration_ms = at.elapsed().as_millis() as u64, "logout"
+            );
+        }
+    }
+}
+
+impl russh::server::Handler for SshConn {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let store = self.svc.store.clone();
+        let (u, p) = (user.to_string(), password.to_string());
+        // argon2 takes tens of milliseconds of CPU: never on the async threads.
+        match tokio::task::spawn_blocking(move || store.check_password(&u, &p)).await {
+            Ok(Ok(Some(found))) => Ok(self.accept(found, "password")),
+            Ok(Ok(None)) => Ok(self.failed(user, "password", "wrong user name or password")),
+            Ok(Err(e)) => {
+                tracing::error!("user store: {e}");
+                Ok(self.failed(user, "password", "user store unavailable"))
+            }
+            Err(e) => {
+                tracing::error!("password check task failed: {e}");
+                Ok(reject())
+            }
+        }
+    }
+
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        if weak_algorithm(offer.algorithm) {
+            return Ok(reject());
+        }
+        // Only a probe: unknown keys are normal (clients try each key they have) and are not logged.
+        Ok(match self.check_key(user, offer.public_key).await {
+            Some(_) => Auth::Accept,
+            None => reject(),
+        })
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        if weak_algorithm(key.algorithm) {
+            return Ok(self.failed(user, "publickey", "ssh-rsa (SHA-1) signatures are not accepted"));
+        }
+        Ok(match self.check_key(user, key.public_key).await {
+            Some(found) => self.accept(found, "publickey"),
+            None => self.failed(user, "publickey", "key not authorised for this user"),
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.pending.len() + self.sftp.len() >= 8 {
+            tracing::warn!(client = %self.peer, "refusing a 9th session channel on one connection");
+            reply.reject(russh::ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        // The read half is dropped: this handler takes the data in `data()` as it arrives, so russh
+        // never waits on a full per-channel queue (which would stall the whole connection).
+        let (read, write) = channel.split();
+        drop(read);
+        self.pending.insert(write.id(), write);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name != "sftp" {
+            return self.refuse(channel, &format!("the {name:?} subsystem"), session);
+        }
+        let (Some(user), Some(write)) = (self.user.clone(), self.pending.remove(&channel)) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let home = user.home.clone();
+        let vfs = match tokio::task::spawn_blocking(move || LocalFs::new(&home)).await {
+            Ok(Ok(fs)) => fs,
+            Ok(Err(e)) => {
+                tracing::error!(user = %user.name, home = %user.home.display(), "cannot open the user's home directory: {e}");
+                session.extended_data(
+                    channel,
+                    1,
+                    b"Server error: your home directory is not available.\r\n".to_vec(),
+                )?;
+                session.channel_failure(channel)?;
+                session.close(channel)?;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!("home open task failed: {e}");
+                session.channel_failure(channel)?;
+                return Ok(());
+            }
+        };
+        session.channel_success(channel)?;
+        let (tx, rx) = unbounded_channel();
+        self.sftp.insert(channel, tx);
+        let ctx = Arc::new(SessionCtx {
+            vfs: Arc::new(vfs),
+            user: user.name.clone(),
+            client: self.peer.to_string(),
+            protocol: "sftp",
+        });
+        tokio::spawn(serve(ctx, self.svc.activity.clone(), rx, ChannelWriter(write)));
+        Ok(())
+    }
+
+    async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(tx) = self.sftp.get(&channel) {
+            if tx.send(Bytes::copy_from_slice(data)).is_err() {
+                // The SFTP session ended (protocol error): stop feeding it.
+                self.sftp.remove(&channel);
+            }
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.sftp.remove(&channel);
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.sftp.remove(&channel);
+        self.pending.remove(&channel);
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        self.refuse(channel, "a shell", session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let cmd = String::from_utf8_lossy(data);
+        let first = cmd.split_whitespace().next().unwrap_or("").to_string();
+        self.refuse(channel, &format!("running commands ({first:?})"), session)
+    }
+}
+
+struct ChannelWriter(ChannelWriteHalf<Msg>);
+
+#[async_trait]
+impl ReplyWriter for ChannelWriter {
+    async fn write(&mut self, data: Bytes) -> bool {
+        self.0.data_bytes(data).await.is_ok()
+    }
+
+    async fn finish(&mut self) {
+        let _ = self.0.eof().await;
+        let _ = self.0.close().await;
+    }
+}

@@ -1,0 +1,163 @@
+//! Path operations of the local backend, as plain blocking functions (the async wrappers in `mod.rs`
+//! run them on the blocking pool). Every path is relative to the root directory handle and resolved by
+//! cap-std, which refuses `..`, absolute symlinks and symlinks that lead out of the root.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, OpenOptionsExt as _, Permissions, PermissionsExt as _};
+
+use super::util::{check_owner, is_not_found, is_temp_name, meta_from_cap, set_file_times, TEMP_PREFIX};
+use crate::{DirEntry, FsError, FsResult, FsStats, SetAttrs};
+
+/// Mode of a new directory when the client gives none (the process umask still applies).
+const DEFAULT_DIR_MODE: u32 = 0o755;
+
+pub(super) fn read_dir(root: &Dir, rel: &Path) -> FsResult<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    for entry in root.read_dir(rel)? {
+        let entry = entry?;
+        let name = entry.file_name().into_vec();
+        if is_temp_name(&name) {
+            continue;
+        }
+        // The entry's own metadata (lstat): a link is listed as a link, as `ls -l` does.
+        let metadata = match entry.metadata() {
+            Ok(m) => meta_from_cap(&m),
+            // Removed between readdir and lstat: it is simply no longer there.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.push(DirEntry { name, metadata });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub(super) fn create_dir(root: &Dir, rel: &Path, mode: Option<u32>) -> FsResult<()> {
+    let mut builder = DirBuilder::new();
+    builder.mode(mode.unwrap_or(DEFAULT_DIR_MODE) & 0o7777);
+    root.create_dir_with(rel, &builder)?;
+    Ok(())
+}
+
+pub(super) fn rename(root: &Dir, from: &Path, to: &Path, overwrite: bool) -> FsResult<()> {
+    if overwrite {
+        root.rename(from, root, to)?;
+        return Ok(());
+    }
+    // Without overwrite an existing `to` must survive. There is no renameat2(RENAME_NOREPLACE) without
+    // unsafe code, so for a regular file use link + unlink: link(2) fails if `to` exists, atomically.
+    if root.symlink_metadata(from)?.is_file() {
+        match root.hard_link(from, root, to) {
+            Ok(()) => {
+                if let Err(e) = root.remove_file(from) {
+                    // Undo, so that a failed rename does not leave the file under two names.
+                    let _ = root.remove_file(to);
+                    return Err(e.into());
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(FsError::AlreadyExists),
+            // No hard links here (some filesystems, another mount): fall back to check-then-rename.
+            Err(_) => {}
+        }
+    }
+    // Directories, symlinks and the fallback: check, then rename. The window between the two is the one
+    // race accepted here.
+    match root.symlink_metadata(to) {
+        Ok(_) => return Err(FsError::AlreadyExists),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    root.rename(from, root, to)?;
+    Ok(())
+}
+
+/// Opens `rel` (following links inside the root) only to set its times: futimens through a descriptor
+/// is the one way std offers. Directories are opened the same way: `Dir::open_dir` would give an O_PATH
+/// descriptor on Linux, which futimens refuses (EBADF), while a plain O_RDONLY open of a directory works.
+fn open_for_times(root: &Dir, rel: &Path) -> io::Result<std::fs::File> {
+    let mut o = cap_std::fs::OpenOptions::new();
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    o.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    match root.open_with(rel, &o) {
+        Ok(f) => Ok(f.into_std()),
+        // The owner may set times on a file it cannot read (mode 0o200): try a write-only descriptor.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            o.read(false).write(true);
+            Ok(root.open_with(rel, &o)?.into_std())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) fn set_metadata(root: &Dir, rel: &Path, attrs: &SetAttrs) -> FsResult<()> {
+    // Follows a final symlink, as SETSTAT (chmod, truncate, utimes) does.
+    let current = root.metadata(rel)?;
+    // Refuse an ownership change before anything else is modified.
+    check_owner(attrs.uid_gid, &meta_from_cap(&current))?;
+    if let Some(size) = attrs.size {
+        if current.is_dir() {
+            return Err(FsError::IsADirectory);
+        }
+        if !current.is_file() {
+            return Err(FsError::PermissionDenied);
+        }
+        let mut o = cap_std::fs::OpenOptions::new();
+        o.write(true);
+        root.open_with(rel, &o)?.set_len(size)?;
+    }
+    if let Some(mode) = attrs.permissions {
+        root.set_permissions(rel, Permissions::from_mode(mode & 0o7777))?;
+    }
+    if let Some(times) = attrs.times {
+        let file = open_for_times(root, rel)?;
+        set_file_times(&file, times)?;
+    }
+    Ok(())
+}
+
+pub(super) fn read_link(root: &Dir, rel: &Path) -> FsResult<Vec<u8>> {
+    // `read_link_contents` returns the target as stored, absolute or not; `read_link` would refuse
+    // absolute targets, and reading a link's text never follows it.
+    match root.read_link_contents(rel) {
+        Ok(target) => Ok(target.into_os_string().into_vec()),
+        // readlink(2) says EINVAL when the path is not a symlink.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(FsError::InvalidPath),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) fn symlink(root: &Dir, target: &[u8], link: &Path) -> FsResult<()> {
+    // The target is stored as given (it may be absolute, or point outside: following it is refused
+    // later), except that it may not name a temporary upload file, which would let a client read
+    // another upload in progress through the link.
+    if target.is_empty() || target.contains(&0) || target.split(|b| *b == b'/').any(|c| c.starts_with(TEMP_PREFIX)) {
+        return Err(FsError::InvalidPath);
+    }
+    root.symlink_contents(OsStr::from_bytes(target), link)?;
+    Ok(())
+}
+
+pub(super) fn stats(root: &Dir, rel: &Path, parent: &Path) -> FsResult<FsStats> {
+    // statvfs of the filesystem holding the path: a mount below the root may differ from the root's.
+    // fstatvfs accepts the O_PATH descriptors cap-std opens directories with.
+    let dir = if root.metadata(rel)?.is_dir() { root.open_dir(rel)? } else { root.open_dir(parent)? };
+    let s = rustix::fs::fstatvfs(&dir).map_err(io::Error::from)?;
+    Ok(FsStats {
+        block_size: s.f_bsize,
+        fragment_size: s.f_frsize,
+        blocks: s.f_blocks,
+        blocks_free: s.f_bfree,
+        blocks_available: s.f_bavail,
+        files: s.f_files,
+        files_free: s.f_ffree,
+        files_available: s.f_favail,
+        fs_id: s.f_fsid,
+        flags: s.f_flag.bits(),
+        name_max: s.f_namemax,
+    })
+}

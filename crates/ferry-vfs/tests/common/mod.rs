@@ -1,0 +1,95 @@
+//! Helpers shared by the local backend's integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use ferry_vfs::local::LocalFs;
+use ferry_vfs::{FileHandle, FsError, OpenOptions, VPath, Vfs};
+
+/// A scratch directory removed on drop. Layout: `<base>/root` is the jail, `<base>/outside` holds a
+/// secret the jail must never reach.
+pub struct Scratch {
+    pub base: PathBuf,
+    pub root: PathBuf,
+    pub outside: PathBuf,
+    pub fs: LocalFs,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+pub fn scratch() -> Scratch {
+    let base =
+        std::env::temp_dir().join(format!("ferry-vfs-test-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+    let root = base.join("root");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
+    // LocalFs::new creates the root itself.
+    let fs = LocalFs::new(&root).unwrap();
+    Scratch { base, root, outside, fs }
+}
+
+pub fn vp(p: &str) -> VPath {
+    VPath::resolve(&VPath::root(), p.as_bytes())
+}
+
+pub fn vpb(p: &[u8]) -> VPath {
+    VPath::resolve(&VPath::root(), p)
+}
+
+pub fn read_opts() -> OpenOptions {
+    OpenOptions { read: true, ..Default::default() }
+}
+
+/// What `put` sends: write, create, truncate.
+pub fn put_opts() -> OpenOptions {
+    OpenOptions { write: true, create: true, truncate: true, ..Default::default() }
+}
+
+pub async fn read_all(fs: &LocalFs, path: &VPath) -> Result<Vec<u8>, FsError> {
+    let h = fs.open(path, read_opts()).await?;
+    let mut out = Vec::new();
+    loop {
+        let chunk = h.read_at(out.len() as u64, 7).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    h.close().await?;
+    Ok(out)
+}
+
+pub async fn put(fs: &LocalFs, path: &VPath, data: &[u8]) -> Result<(), FsError> {
+    let h = fs.open(path, put_opts()).await?;
+    h.write_at(0, data).await?;
+    h.close().await
+}
+
+/// Names in a real directory that look like temporary uploads.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ferry-upload."))
+        .collect()
+}
+
+pub fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+pub fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Drops a handle without closing it, as a cut connection does.
+pub fn abandon(h: Box<dyn FileHandle>) {
+    drop(h);
+}

@@ -1,0 +1,238 @@
+//! Opening files on the local backend: atomic uploads, resume, append, exclusive create, handle I/O.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::*;
+use ferry_vfs::{FileKind, FsError, OpenOptions, SetAttrs, Vfs};
+use std::os::unix::fs::MetadataExt;
+
+#[tokio::test]
+async fn upload_cut_off_keeps_the_old_file() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"old content").await.unwrap();
+    let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    h.write_at(0, b"new").await.unwrap();
+    // While the upload runs the target is untouched and the temporary file is hidden.
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
+    assert_eq!(temp_files(&s.root).len(), 1);
+    assert_eq!(s.fs.read_dir(&vp("/")).await.unwrap().len(), 1);
+    abandon(h);
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
+    assert!(temp_files(&s.root).is_empty());
+}
+
+#[tokio::test]
+async fn new_file_cut_off_leaves_nothing() {
+    let s = scratch();
+    std::fs::create_dir(s.root.join("d")).unwrap();
+    let h = s.fs.open(&vp("/d/new.bin"), put_opts()).await.unwrap();
+    h.write_at(0, b"partial").await.unwrap();
+    abandon(h);
+    assert!(std::fs::read_dir(s.root.join("d")).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn upload_close_replaces_and_cleans_up() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"a much longer old content").await.unwrap();
+    let old_ino = std::fs::metadata(s.root.join("f.txt")).unwrap().ino();
+    let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    h.write_at(3, b"def").await.unwrap();
+    h.write_at(0, b"abc").await.unwrap();
+    assert_eq!(h.metadata().await.unwrap().size, 6);
+    h.close().await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"abcdef");
+    assert!(temp_files(&s.root).is_empty());
+    // A new inode: the rename replaced the file rather than rewriting it.
+    assert_ne!(std::fs::metadata(s.root.join("f.txt")).unwrap().ino(), old_ino);
+}
+
+#[tokio::test]
+async fn upload_keeps_the_mode_of_the_file_it_replaces() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"old").await.unwrap();
+    set_mode(&s.root.join("f.txt"), 0o600);
+    // `put` sends the local file's mode; as with OpenSSH it applies to new files only.
+    let opts = OpenOptions { mode: Some(0o644), ..put_opts() };
+    let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
+    h.write_at(0, b"new").await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(mode_of(&s.root.join("f.txt")), 0o600);
+
+    // A new file gets the requested mode (less the umask, which never removes the owner's bits).
+    let opts = OpenOptions { mode: Some(0o640), ..put_opts() };
+    let h = s.fs.open(&vp("/g.txt"), opts).await.unwrap();
+    h.close().await.unwrap();
+    let mode = mode_of(&s.root.join("g.txt"));
+    assert_eq!(mode & !0o640, 0);
+    assert_eq!(mode & 0o600, 0o600);
+
+    // An explicit chmod through the handle still wins.
+    let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    h.set_metadata(&SetAttrs { permissions: Some(0o640), ..Default::default() }).await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(mode_of(&s.root.join("f.txt")), 0o640);
+}
+
+#[tokio::test]
+async fn resume_writes_in_place() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"hello world").await.unwrap();
+    let ino = std::fs::metadata(s.root.join("f.txt")).unwrap().ino();
+    let opts = OpenOptions { write: true, ..Default::default() };
+    let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
+    assert!(temp_files(&s.root).is_empty());
+    h.write_at(6, b"WORLD!").await.unwrap();
+    // Visible immediately: the file is written in place.
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"hello WORLD!");
+    h.close().await.unwrap();
+    assert_eq!(std::fs::metadata(s.root.join("f.txt")).unwrap().ino(), ino);
+
+    // Write + create on an existing file is also in place (FTP REST + STOR).
+    let opts = OpenOptions { write: true, create: true, ..Default::default() };
+    let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
+    h.write_at(0, b"J").await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"Jello WORLD!");
+}
+
+#[tokio::test]
+async fn append_ignores_the_offset() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"abc").await.unwrap();
+    let opts = OpenOptions { write: true, append: true, ..Default::default() };
+    let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
+    h.write_at(0, b"def").await.unwrap();
+    h.write_at(1, b"ghi").await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"abcdefghi");
+
+    // APPEND + CREAT on a missing file (FTP APPE) creates it.
+    let opts = OpenOptions { write: true, append: true, create: true, ..Default::default() };
+    let h = s.fs.open(&vp("/new.txt"), opts).await.unwrap();
+    h.write_at(100, b"xy").await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp("/new.txt")).await.unwrap(), b"xy");
+}
+
+#[tokio::test]
+async fn exclusive_create() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"x").await.unwrap();
+    let excl = OpenOptions { write: true, create: true, exclusive: true, ..Default::default() };
+    assert!(matches!(s.fs.open(&vp("/f.txt"), excl).await.map(|_| ()), Err(FsError::AlreadyExists)));
+
+    // Two exclusive uploads of one new name: the first to close wins, the second cannot replace it.
+    let a = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
+    let b = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
+    a.write_at(0, b"first").await.unwrap();
+    b.write_at(0, b"second").await.unwrap();
+    a.close().await.unwrap();
+    assert!(matches!(b.close().await, Err(FsError::AlreadyExists)));
+    assert_eq!(read_all(&s.fs, &vp("/n.txt")).await.unwrap(), b"first");
+    assert!(temp_files(&s.root).is_empty());
+    assert_eq!(std::fs::metadata(s.root.join("n.txt")).unwrap().nlink(), 1);
+}
+
+#[tokio::test]
+async fn open_errors() {
+    let s = scratch();
+    std::fs::create_dir(s.root.join("d")).unwrap();
+    std::fs::write(s.root.join("file"), b"x").unwrap();
+    let write = OpenOptions { write: true, ..Default::default() };
+    let trunc = OpenOptions { write: true, truncate: true, ..Default::default() };
+    let open = |p: &'static str, o: OpenOptions| {
+        let fs = s.fs.clone();
+        async move { fs.open(&vp(p), o).await.map(|_| ()) }
+    };
+    assert!(matches!(open("/missing", read_opts()).await, Err(FsError::NotFound)));
+    assert!(matches!(open("/missing", write).await, Err(FsError::NotFound)));
+    assert!(matches!(open("/missing", trunc).await, Err(FsError::NotFound)));
+    assert!(matches!(open("/nodir/f", put_opts()).await, Err(FsError::NotFound)));
+    assert!(matches!(open("/file/f", put_opts()).await, Err(FsError::NotADirectory)));
+    assert!(matches!(open("/file/f", read_opts()).await, Err(FsError::NotADirectory)));
+    assert!(matches!(open("/d", read_opts()).await, Err(FsError::IsADirectory)));
+    assert!(matches!(open("/d", write).await, Err(FsError::IsADirectory)));
+    assert!(matches!(open("/d", put_opts()).await, Err(FsError::IsADirectory)));
+    assert!(temp_files(&s.root).is_empty());
+
+    // A read-only handle refuses writes and a write-only one refuses reads.
+    let h = s.fs.open(&vp("/file"), read_opts()).await.unwrap();
+    assert!(matches!(h.write_at(0, b"y").await, Err(FsError::PermissionDenied)));
+    let h = s.fs.open(&vp("/file"), write).await.unwrap();
+    assert!(matches!(h.read_at(0, 1).await, Err(FsError::PermissionDenied)));
+}
+
+#[tokio::test]
+async fn reads_are_positional_and_end_with_empty() {
+    let s = scratch();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    put(&s.fs, &vp("/big"), &data).await.unwrap();
+    let h = s.fs.open(&vp("/big"), read_opts()).await.unwrap();
+    assert_eq!(&h.read_at(99_990, 100).await.unwrap()[..], &data[99_990..]);
+    assert_eq!(&h.read_at(5, 10).await.unwrap()[..], &data[5..15]);
+    assert_eq!(&h.read_at(0, 65536).await.unwrap()[..], &data[..65536]);
+    assert!(h.read_at(100_000, 10).await.unwrap().is_empty());
+    assert!(h.read_at(u64::MAX - 1, 10).await.unwrap().is_empty());
+    assert!(h.read_at(0, 0).await.unwrap().is_empty());
+    let m = h.metadata().await.unwrap();
+    assert_eq!((m.kind, m.size), (FileKind::File, 100_000));
+    h.sync().await.unwrap();
+    h.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn read_write_handle_on_an_upload() {
+    let s = scratch();
+    let opts = OpenOptions { read: true, ..put_opts() };
+    let h = s.fs.open(&vp("/rw"), opts).await.unwrap();
+    h.write_at(0, b"hello").await.unwrap();
+    assert_eq!(&h.read_at(1, 3).await.unwrap()[..], b"ell");
+    h.set_metadata(&SetAttrs { size: Some(2), times: Some((1_000_000, 2_000_000)), ..Default::default() })
+        .await
+        .unwrap();
+    let m = h.metadata().await.unwrap();
+    assert_eq!((m.size, m.mtime), (2, Some(2_000_000)));
+    let (uid, gid) = (m.uid.unwrap(), m.gid.unwrap());
+    h.set_metadata(&SetAttrs { uid_gid: Some((uid, gid)), ..Default::default() }).await.unwrap();
+    let other = SetAttrs { uid_gid: Some((uid.wrapping_add(1), gid)), ..Default::default() };
+    assert!(matches!(h.set_metadata(&other).await, Err(FsError::PermissionDenied)));
+    h.close().await.unwrap();
+    assert_eq!(std::fs::read(s.root.join("rw")).unwrap(), b"he");
+    assert_eq!(std::fs::metadata(s.root.join("rw")).unwrap().mtime(), 2_000_000);
+}
+
+#[tokio::test]
+async fn upload_through_a_symlink_updates_its_target() {
+    let s = scratch();
+    put(&s.fs, &vp("/real.txt"), b"old").await.unwrap();
+    s.fs.symlink(b"real.txt", &vp("/link")).await.unwrap();
+    put(&s.fs, &vp("/link"), b"new!").await.unwrap();
+    assert_eq!(s.fs.symlink_metadata(&vp("/link")).await.unwrap().kind, FileKind::Symlink);
+    assert_eq!(read_all(&s.fs, &vp("/real.txt")).await.unwrap(), b"new!");
+}
+
+#[tokio::test]
+async fn non_utf8_names_round_trip() {
+    let s = scratch();
+    let name: &[u8] = b"caf\xe9 \xff.txt";
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(name);
+    put(&s.fs, &vpb(&path), b"bytes").await.unwrap();
+    let entries = s.fs.read_dir(&vp("/")).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].name, name);
+    assert_eq!(entries[0].metadata.size, 5);
+    let again = vp("/").join(&entries[0].name);
+    assert_eq!(read_all(&s.fs, &again).await.unwrap(), b"bytes");
+}
+
+#[tokio::test]
+async fn long_names_still_upload() {
+    let s = scratch();
+    // The temporary name adds a prefix; it must still fit in NAME_MAX.
+    let name = "n".repeat(255);
+    put(&s.fs, &vp(&format!("/{name}")), b"x").await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp(&format!("/{name}"))).await.unwrap(), b"x");
+}

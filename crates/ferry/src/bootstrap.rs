@@ -1,0 +1,67 @@
+//! Where Ferry's data lives, and the first-start defaults: an empty data dir gets a user store and a
+//! demo user, so `ferry serve` works on a fresh machine with nothing else.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ferry_auth::UserStore;
+use ferry_config::Config;
+
+use crate::cli::GlobalArgs;
+use crate::CliError;
+
+pub struct Env {
+    pub config: Config,
+    pub data_dir: PathBuf,
+}
+
+/// Loads the configuration (if any) and settles the data dir: `--data-dir` / `FERRY_DATA_DIR`, then the
+/// config's `server.data_dir`, then `./ferry-data`. The result is absolute, so homes recorded in the user
+/// store stay valid whatever directory the server is started from.
+pub fn load(global: &GlobalArgs) -> Result<Env, CliError> {
+    let config = match &global.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let dir = global
+        .data_dir
+        .clone()
+        .or_else(|| config.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("ferry-data"));
+    let data_dir =
+        std::path::absolute(&dir).map_err(|e| CliError::runtime(format!("data dir {}: {e}", dir.display())))?;
+    Ok(Env { config, data_dir })
+}
+
+/// Creates the data dir, private to the user running Ferry (it holds host keys and password hashes).
+pub fn ensure_data_dir(dir: &Path) -> Result<(), CliError> {
+    fs::create_dir_all(dir).map_err(|e| {
+        CliError::runtime(format!("cannot create data dir {}: {e}", dir.display()))
+            .with_hint("choose another place with --data-dir DIR or FERRY_DATA_DIR")
+    })?;
+    set_private(dir, 0o700);
+    Ok(())
+}
+
+pub fn set_private(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+}
+
+pub fn open_store(data_dir: &Path) -> Result<UserStore, CliError> {
+    ensure_data_dir(data_dir)?;
+    let path = data_dir.join("users.db");
+    let store = UserStore::open(&path)?;
+    set_private(&path, 0o600);
+    Ok(store)
+}
+
+pub fn default_home(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("files").join(name)
+}
+
+/// Makes a user's home directory, so the first login finds it.
+pub fn create_home(home: &Path) -> Result<(), CliError> {
+    fs::create_dir_all(home)
+        .map_err(|e| CliError::runtime(format!("cannot create home directory {}: {e}", home.display())))
+}

@@ -1,0 +1,114 @@
+//! The command line, as users and scripts type it. Names here are a contract: keep them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Ferry: secure file transfer (SFTP; FTPS coming) with one user store and one virtual filesystem"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Where Ferry keeps host keys, users (users.db) and users' files [default: ./ferry-data]
+    #[arg(long, global = true, env = "FERRY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML configuration file (write an annotated one with `ferry config init`)
+    #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (on an empty data dir: generate keys and a demo user first)
+    Serve(ServeArgs),
+    /// Manage users: add, list, remove, passwd, key add
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Write or check a configuration file
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// PROTOCOLS=ADDR, e.g. sftp=0.0.0.0:2222; replaces the configured listeners; repeatable.
+    /// PROTOCOLS is a comma list of sftp, ftps, ftps-implicit, or any.
+    #[arg(long = "listen", value_name = "PROTOCOLS=ADDR")]
+    pub listen: Vec<String>,
+    /// Port range for FTPS passive data connections, e.g. 50000-51000
+    #[arg(long, value_name = "LO-HI")]
+    pub passive_ports: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user (argon2id password and/or SSH public keys)
+    Add(UserAddArgs),
+    /// List users
+    List,
+    /// Remove a user (their files stay on disk)
+    Remove { name: String },
+    /// Change a user's password
+    Passwd(PasswdArgs),
+    /// Manage a user's SSH public keys
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct UserAddArgs {
+    pub name: String,
+    /// Read the password from standard input (one line)
+    #[arg(long, conflicts_with = "generate_password")]
+    pub password_stdin: bool,
+    /// Generate a password and print it
+    #[arg(long)]
+    pub generate_password: bool,
+    /// An OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub); repeatable
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// The directory that is the user's root [default: DATA_DIR/files/NAME]
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PasswdArgs {
+    pub name: String,
+    /// Read the new password from standard input (one line)
+    #[arg(long, conflicts_with = "generate_password")]
+    pub password_stdin: bool,
+    /// Generate a new password and print it (the default when no option is given)
+    #[arg(long)]
+    pub generate_password: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Authorise an OpenSSH public key file for a user
+    Add { name: String, file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Write an annotated configuration file with every default (to FILE, or to standard output)
+    Init {
+        #[arg(value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a configuration file and print what it means
+    Check,
+}

@@ -1,0 +1,593 @@
+"""Fixtures and helpers for Ferry's end-to-end tests.
+
+Every test talks to a real `ferry serve` process over loopback, with real clients: OpenSSH's `sftp`,
+paramiko, curl (libssh2) and rclone (Go's x/crypto/ssh).
+
+The binary is `target/release/ferry` at the repository root, or `$FERRY_BIN`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import paramiko
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 30.0  # seconds for `serve` to print `ready`
+STOP_TIMEOUT = 15.0  # seconds for `serve` to exit after SIGTERM
+CLI_TIMEOUT = 60.0  # seconds for one `ferry user ...` command
+
+LISTENING_RE = re.compile(r"^listening (\S+) on (\S+):(\d+)\s*$")
+HOST_KEY_RE = re.compile(r"^host key (\S+) (SHA256:[A-Za-z0-9+/=]+)\s*$")
+DEMO_PASSWORD_RE = re.compile(r"^demo password: (\S+)\s*$")
+
+# Servers that are running in this worker, so a failing test can show their logs.
+_LIVE_SERVERS: list["FerryServer"] = []
+
+
+# --------------------------------------------------------------------------------------------------
+# The binary and its CLI
+
+
+def ferry_path() -> Path:
+    return Path(os.environ.get("FERRY_BIN") or REPO_ROOT / "target" / "release" / "ferry")
+
+
+@pytest.fixture(scope="session")
+def ferry() -> Path:
+    """Path to the ferry binary; fails every test that needs it when it is missing."""
+    path = ferry_path()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"ferry binary not found or not executable at {path}: build it with "
+            "`cargo build --release` at the repository root (or set FERRY_BIN)",
+            pytrace=False,
+        )
+    return path
+
+
+def run_ferry(
+    ferry: Path,
+    data_dir: Optional[Path],
+    *args: str,
+    input: Optional[str] = None,
+    check: bool = True,
+    timeout: float = CLI_TIMEOUT,
+    env: Optional[dict] = None,
+) -> subprocess.CompletedProcess:
+    """Runs `ferry [--data-dir D] ARGS...` and returns the completed process (text mode)."""
+    cmd = [str(ferry)]
+    if data_dir is not None:
+        cmd += ["--data-dir", str(data_dir)]
+    cmd += [str(a) for a in args]
+    full_env = clean_env()
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(
+        cmd,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"`{' '.join(cmd)}` exited {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+        )
+    return proc
+
+
+def clean_env() -> dict:
+    """The environment for ferry processes: without FERRY_DATA_DIR or FERRY_CONFIG, so the arguments are what count."""
+    env = dict(os.environ)
+    env.pop("FERRY_DATA_DIR", None)
+    env.pop("FERRY_CONFIG", None)
+    env.setdefault("RUST_BACKTRACE", "1")
+    return env
+
+
+def add_user(
+    ferry: Path,
+    data_dir: Path,
+    name: str,
+    password: Optional[str] = None,
+    public_keys: Sequence[Path] = (),
+    home: Optional[Path] = None,
+) -> subprocess.CompletedProcess:
+    args = ["user", "add", name]
+    if password is not None:
+        args.append("--password-stdin")
+    for key in public_keys:
+        args += ["--public-key", str(key)]
+    if home is not None:
+        args += ["--home", str(home)]
+    return run_ferry(ferry, data_dir, *args, input=(password + "\n") if password is not None else None)
+
+
+def list_users(ferry: Path, data_dir: Path) -> list[str]:
+    out = run_ferry(ferry, data_dir, "user", "list").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def new_password() -> str:
+    return "pw-" + secrets.token_urlsafe(18)
+
+
+def make_keypair(directory: Path, name: str = "id_ed25519", key_type: str = "ed25519") -> Path:
+    """Generates an unencrypted OpenSSH key pair; returns the private key path (public is `<path>.pub`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    cmd = ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", f"{name}@ferry-e2e", "-f", str(path)]
+    if key_type == "rsa":
+        cmd[4:4] = ["-b", "2048"]
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    return path
+
+
+def pub(key: Path) -> Path:
+    return Path(str(key) + ".pub")
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style SHA256 fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+# --------------------------------------------------------------------------------------------------
+# The server process
+
+
+class FerryServer:
+    """One `ferry serve` process. Stdout is read by a thread; stderr goes to a log file."""
+
+    def __init__(
+        self,
+        ferry: Path,
+        data_dir: Path,
+        log_path: Path,
+        listen: Sequence[str] = ("sftp=127.0.0.1:0",),
+        extra_args: Sequence[str] = (),
+        env: Optional[dict] = None,
+    ):
+        self.ferry = ferry
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.listen = list(listen)
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.proc: Optional[subprocess.Popen] = None
+        self._stdout: list[str] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._eof = threading.Event()
+        self.listeners: dict[str, tuple[str, int]] = {}
+        self.host_keys: list[tuple[str, str]] = []  # (algorithm, SHA256:...)
+        self.demo_password: Optional[str] = None
+        # Filled in by the fixtures that create a user.
+        self.user: str = ""
+        self.password: str = ""
+        self.key: Optional[Path] = None
+        self.root: Optional[Path] = None
+
+    # -- lifecycle
+
+    def start(self, ready_timeout: float = READY_TIMEOUT) -> "FerryServer":
+        cmd = [str(self.ferry), "--data-dir", str(self.data_dir), "serve"]
+        for spec in self.listen:
+            cmd += ["--listen", spec]
+        cmd += self.extra_args
+        env = clean_env()
+        if self.env:
+            env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            env=env,
+            start_new_session=True,
+        )
+        self.cmd = cmd
+        threading.Thread(target=self._read_stdout, name="ferry-stdout", daemon=True).start()
+        _LIVE_SERVERS.append(self)
+        ok = self._ready.wait(ready_timeout) and not self._eof.is_set()
+        if not ok:
+            code = self.proc.poll()
+            if code is None:
+                self._kill()
+            raise AssertionError(
+                f"`{' '.join(cmd)}` did not print `ready` within {ready_timeout:.0f}s "
+                f"(exit code {self.proc.returncode})\n--- stdout ---\n{self.stdout()}\n"
+                f"--- stderr ---\n{self.log()}"
+            )
+        if "sftp" in [s.split("=", 1)[0] for s in self.listen] and "sftp" not in self.listeners:
+            raise AssertionError(
+                f"serve printed `ready` but no `listening sftp on HOST:PORT` line\n"
+                f"--- stdout ---\n{self.stdout()}\n--- stderr ---\n{self.log()}"
+            )
+        return self
+
+    def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._lock:
+                self._stdout.append(line)
+            if m := LISTENING_RE.match(line):
+                self.listeners[m.group(1)] = (m.group(2), int(m.group(3)))
+            elif m := HOST_KEY_RE.match(line):
+                self.host_keys.append((m.group(1), m.group(2)))
+            elif m := DEMO_PASSWORD_RE.match(line):
+                self.demo_password = m.group(1)
+            elif line.strip() == "ready":
+                self._ready.set()
+        self._eof.set()
+        self._ready.set()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then wait; returns the exit code. Kills it (and raises) when it does not exit in time."""
+        if self in _LIVE_SERVERS:
+            _LIVE_SERVERS.remove(self)
+        assert self.proc is not None
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._kill()
+                    raise AssertionError(
+                        f"ferry serve did not exit within {timeout:.0f}s of SIGTERM\n"
+                        f"--- stderr ---\n{self.log()[-8000:]}"
+                    )
+            return self.proc.returncode
+        finally:
+            self._eof.wait(5)
+            with contextlib.suppress(Exception):
+                self._log_file.close()
+
+    def _kill(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.wait(10)
+
+    # -- observation
+
+    def stdout(self) -> str:
+        with self._lock:
+            return "\n".join(self._stdout)
+
+    def log(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        with contextlib.suppress(FileNotFoundError):
+            return self.log_path.read_text("utf-8", "replace")
+        return ""
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0, flags=re.I) -> Optional[str]:
+        """Waits until a log line (after byte offset `since`) matches `pattern`; returns it or None."""
+        rx = re.compile(pattern, flags)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log()[since:].splitlines():
+                if rx.search(line):
+                    return line
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def host(self) -> str:
+        return self.listeners["sftp"][0]
+
+    @property
+    def port(self) -> int:
+        return self.listeners["sftp"][1]
+
+    def __repr__(self) -> str:
+        return f"<FerryServer {self.data_dir} {self.listeners}>"
+
+
+def start_alice_server(ferry: Path, base: Path, **server_kw) -> FerryServer:
+    """Data dir with user alice (random password + ed25519 key), then `serve` on an ephemeral port."""
+    data_dir = base / "data"
+    keys = base / "keys"
+    key = make_keypair(keys)
+    password = new_password()
+    data_dir.mkdir(parents=True)
+    add_user(ferry, data_dir, "alice", password=password, public_keys=[pub(key)])
+    srv = FerryServer(ferry, data_dir, base / "serve.stderr.log", **server_kw)
+    srv.user, srv.password, srv.key = "alice", password, key
+    srv.root = data_dir / "files" / "alice"
+    srv.start()
+    return srv
+
+
+def stop_and_check(srv: FerryServer) -> None:
+    code = srv.stop()
+    assert code == 0, f"ferry serve exited {code} after SIGTERM\n--- stderr ---\n{srv.log()[-8000:]}"
+
+
+@pytest.fixture
+def server(ferry: Path, tmp_path: Path) -> Iterator[FerryServer]:
+    """A fresh server with user alice, for this test alone."""
+    srv = start_alice_server(ferry, tmp_path / "srv")
+    yield srv
+    stop_and_check(srv)
+
+
+@pytest.fixture(scope="module")
+def shared_server(ferry: Path, tmp_path_factory) -> Iterator[FerryServer]:
+    """One server with user alice for a whole module; tests use their own subdirectory (`rdir`)."""
+    srv = start_alice_server(ferry, tmp_path_factory.mktemp("shared"))
+    yield srv
+    stop_and_check(srv)
+
+
+class RemoteDir:
+    """A directory of the user's root reserved for one test: `remote` is its SFTP path, `local` the disk path."""
+
+    def __init__(self, server: FerryServer, name: str):
+        assert server.root is not None
+        self.server = server
+        self.name = name
+        self.remote = "/" + name
+        self.local = server.root / name
+        self.local.mkdir(parents=True)
+
+    def r(self, *parts: str) -> str:
+        return "/".join([self.remote, *parts])
+
+
+@pytest.fixture
+def rdir(shared_server: FerryServer, request) -> RemoteDir:
+    safe = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:40]
+    return RemoteDir(shared_server, f"{safe}-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def server_factory(ferry: Path, tmp_path: Path):
+    """Starts extra servers on demand (`factory(data_dir, **kw)`); all are stopped (exit 0 checked) at the end."""
+    started: list[FerryServer] = []
+
+    def factory(data_dir: Path, listen: Sequence[str] = ("sftp=127.0.0.1:0",), **kw) -> FerryServer:
+        n = len(started)
+        srv = FerryServer(ferry, data_dir, tmp_path / f"serve-{n}.stderr.log", listen=listen, **kw)
+        started.append(srv)
+        return srv.start()
+
+    yield factory
+    errors = []
+    for srv in started:
+        if srv.proc is None:
+            continue
+        if srv.proc.poll() is not None and srv not in _LIVE_SERVERS:
+            continue  # already stopped and checked by the test
+        try:
+            code = srv.stop()
+            if code != 0:
+                errors.append(f"server {srv.data_dir} exited {code} after SIGTERM\n{srv.log()[-4000:]}")
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for srv in list(_LIVE_SERVERS):
+            log = srv.log()
+            if len(log) > 12000:
+                log = "[...]\n" + log[-12000:]
+            rep.sections.append((f"ferry serve stderr ({srv.data_dir})", log))
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenSSH sftp
+
+
+def ssh_options(server: FerryServer, key: Optional[Path] = None) -> list[str]:
+    opts = [
+        "-F", "/dev/null",
+        "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+        "-o", "ConnectTimeout=15",
+        "-o", "ServerAliveInterval=10",
+    ]
+    key = key or server.key
+    if key is not None:
+        opts += ["-o", "IdentitiesOnly=yes", "-i", str(key)]
+    return opts
+
+
+def run_sftp(
+    server: FerryServer,
+    commands: Iterable[str] | str,
+    *,
+    extra: Sequence[str] = (),
+    cwd: Optional[Path] = None,
+    check: bool = True,
+    timeout: float = 120,
+    user: Optional[str] = None,
+    key: Optional[Path] = None,
+) -> subprocess.CompletedProcess:
+    """Runs OpenSSH `sftp -b BATCH` with key auth. `sftp -b` stops at the first failing command."""
+    if isinstance(commands, str):
+        commands = [commands]
+    batch = "\n".join(commands) + "\n"
+    cmd = [
+        "sftp", *extra, "-b", "-", "-P", str(server.port),
+        *ssh_options(server, key),
+        "-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
+        f"{user or server.user}@{server.host}",
+    ]
+    proc = subprocess.run(cmd, input=batch, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"sftp exited {proc.returncode} for batch:\n{batch}--- stdout ---\n{proc.stdout}\n"
+            f"--- stderr ---\n{proc.stderr}"
+        )
+    return proc
+
+
+# --------------------------------------------------------------------------------------------------
+# paramiko
+
+
+def connect_transport(
+    server: FerryServer,
+    *,
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+    key: Optional[Path] = None,
+    timeout: float = 15,
+    port: Optional[int] = None,
+) -> paramiko.Transport:
+    """An authenticated paramiko Transport. Password auth unless `key` is given."""
+    sock = socket.create_connection((server.host, port or server.port), timeout=timeout)
+    t = paramiko.Transport(sock)
+    t.banner_timeout = timeout
+    t.auth_timeout = timeout
+    try:
+        if key is not None:
+            t.connect(username=user or server.user, pkey=paramiko.PKey.from_path(str(key)))
+        else:
+            t.connect(username=user or server.user, password=password if password is not None else server.password)
+    except BaseException:
+        t.close()
+        raise
+    return t
+
+
+@contextlib.contextmanager
+def sftp_client(server: FerryServer, **kw) -> Iterator[paramiko.SFTPClient]:
+    t = connect_transport(server, **kw)
+    try:
+        sftp = paramiko.SFTPClient.from_transport(t)
+        assert sftp is not None
+        sftp.get_channel().settimeout(120)
+        try:
+            yield sftp
+        finally:
+            sftp.close()
+    finally:
+        t.close()
+
+
+def can_login(server: FerryServer, user: str, password: Optional[str] = None, key: Optional[Path] = None) -> bool:
+    """True when the login succeeds and an SFTP session works; False on an authentication failure."""
+    try:
+        with sftp_client(server, user=user, password=password, key=key) as sftp:
+            sftp.listdir("/")
+        return True
+    except paramiko.AuthenticationException:
+        return False
+
+
+def recv_exact(chan, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = chan.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"channel closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def sftp_version_extensions(transport: paramiko.Transport) -> tuple[int, dict[str, bytes]]:
+    """Opens a raw `sftp` subsystem channel, sends INIT v3 and parses the server's VERSION extensions."""
+    chan = transport.open_session()
+    chan.settimeout(15)
+    try:
+        chan.invoke_subsystem("sftp")
+        chan.sendall(struct.pack(">IBI", 5, 1, 3))  # SSH_FXP_INIT, version 3
+        (length,) = struct.unpack(">I", recv_exact(chan, 4))
+        body = recv_exact(chan, length)
+        assert body[0] == 2, f"expected SSH_FXP_VERSION, got packet type {body[0]}"
+        (version,) = struct.unpack(">I", body[1:5])
+        exts: dict[str, bytes] = {}
+        pos = 5
+        while pos < len(body):
+            (nlen,) = struct.unpack(">I", body[pos : pos + 4])
+            name = body[pos + 4 : pos + 4 + nlen].decode()
+            pos += 4 + nlen
+            (dlen,) = struct.unpack(">I", body[pos : pos + 4])
+            exts[name] = body[pos + 4 : pos + 4 + dlen]
+            pos += 4 + dlen
+        return version, exts
+    finally:
+        chan.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# files
+
+
+def write_random(path: Path, size: int, chunk: int = 1 << 20) -> str:
+    """Writes `size` random bytes to `path`; returns their SHA-256 hex digest."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            data = os.urandom(min(chunk, left))
+            h.update(data)
+            f.write(data)
+            left -= len(data)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def upload_temp_files(directory: Path) -> list[str]:
+    """Names of Ferry's temporary upload files under `directory` (recursively)."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob(".ferry-upload*"))
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def have(cmd: str) -> bool:
+    return shutil.which(cmd) is not None
