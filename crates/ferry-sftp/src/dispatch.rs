@@ -123,9 +123,7 @@ fn expand_tilde(user: &str, path: &[u8]) -> Result<Vec<u8>, FsError> {
     if !name.is_empty() && name != user.as_bytes() {
         return Err(FsError::NotFound);
     }
-    let mut out = b"/".to_vec();
-    out.extend_from_slice(tail);
-    Ok(out)
+    Ok(if tail.is_empty() { b"/".to_vec() } else { tail.to_vec() })
 }
 
 pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome {

@@ -171,7 +171,7 @@ mod tests {
     fn status_bytes() {
         let b = Response::status(5, StatusCode::NoSuchFile, "No such file").encode();
         let mut want = Vec::new();
-        want.extend(33u32.to_be_bytes());
+        want.extend(31u32.to_be_bytes());
         want.push(fxp::STATUS);
         want.extend(5u32.to_be_bytes());
         want.extend(2u32.to_be_bytes());
