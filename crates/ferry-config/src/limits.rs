@@ -16,8 +16,10 @@ pub const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(1500);
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// SSH channel window: large enough that a single stream is not limited by round trips on fast links.
 pub const SSH_WINDOW_SIZE: u32 = 16 * 1024 * 1024;
-/// SSH maximum packet size we accept: room for a 256 KiB SFTP packet in one SSH packet.
-pub const SSH_MAX_PACKET_SIZE: u32 = 256 * 1024 + 1024;
+/// Largest SSH channel data packet we accept. Bigger packets mean less per-packet work, but russh refuses
+/// any SSH packet over about 256 KiB on the wire (a client sending one is disconnected), so stay well
+/// under that: a 256 KiB SFTP WRITE then arrives in two packets.
+pub const SSH_MAX_PACKET_SIZE: u32 = 128 * 1024;
 /// Bytes of SFTP input a session may have queued before it stops being served (a client that floods
 /// requests without reading replies); far above what any real client keeps in flight.
 pub const SFTP_MAX_QUEUED_INPUT: usize = 64 * 1024 * 1024;

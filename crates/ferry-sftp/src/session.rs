@@ -211,7 +211,16 @@ pub async fn serve<W: ReplyWriter>(
             }
             chunk = input.recv() => match chunk {
                 Some(chunk) => {
-                    buf.extend_from_slice(&chunk);
+                    // Usually the buffer is empty between packets: then take the chunk as it is, and
+                    // WRITE data is sliced out of it without another copy.
+                    if buf.is_empty() {
+                        match chunk.try_into_mut() {
+                            Ok(owned) => buf = owned,
+                            Err(shared) => buf.extend_from_slice(&shared),
+                        }
+                    } else {
+                        buf.extend_from_slice(&chunk);
+                    }
                     if buf.len() > SFTP_MAX_QUEUED_INPUT {
                         tracing::warn!(user = %ctx.user, client = %ctx.client,
                             "closing SFTP session: client sent more than {} MiB of requests without reading the replies",

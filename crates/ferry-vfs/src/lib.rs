@@ -64,7 +64,9 @@ pub trait Vfs: Send + Sync + 'static {
 pub trait FileHandle: Send + Sync {
     /// Up to `len` bytes at `offset`; an empty result means end of file.
     async fn read_at(&self, offset: u64, len: u32) -> FsResult<Bytes>;
-    async fn write_at(&self, offset: u64, data: &[u8]) -> FsResult<()>;
+    /// Takes the data by value (a cheap reference-counted slice of the request) so a backend can hand it
+    /// to a blocking thread or an upload part without copying.
+    async fn write_at(&self, offset: u64, data: Bytes) -> FsResult<()>;
     async fn metadata(&self) -> FsResult<Metadata>;
     async fn set_metadata(&self, attrs: &SetAttrs) -> FsResult<()>;
     async fn sync(&self) -> FsResult<()>;

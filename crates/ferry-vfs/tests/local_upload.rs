@@ -12,7 +12,7 @@ async fn upload_cut_off_keeps_the_old_file() {
     let s = scratch();
     put(&s.fs, &vp("/f.txt"), b"old content").await.unwrap();
     let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
-    h.write_at(0, b"new").await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"new")).await.unwrap();
     // While the upload runs the target is untouched and the temporary file is hidden.
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
     assert_eq!(temp_files(&s.root).len(), 1);
@@ -27,7 +27,7 @@ async fn new_file_cut_off_leaves_nothing() {
     let s = scratch();
     std::fs::create_dir(s.root.join("d")).unwrap();
     let h = s.fs.open(&vp("/d/new.bin"), put_opts()).await.unwrap();
-    h.write_at(0, b"partial").await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"partial")).await.unwrap();
     abandon(h);
     assert!(std::fs::read_dir(s.root.join("d")).unwrap().next().is_none());
 }
@@ -38,8 +38,8 @@ async fn upload_close_replaces_and_cleans_up() {
     put(&s.fs, &vp("/f.txt"), b"a much longer old content").await.unwrap();
     let old_ino = std::fs::metadata(s.root.join("f.txt")).unwrap().ino();
     let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
-    h.write_at(3, b"def").await.unwrap();
-    h.write_at(0, b"abc").await.unwrap();
+    h.write_at(3, bytes::Bytes::from_static(b"def")).await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"abc")).await.unwrap();
     assert_eq!(h.metadata().await.unwrap().size, 6);
     h.close().await.unwrap();
     assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"abcdef");
@@ -56,7 +56,7 @@ async fn upload_keeps_the_mode_of_the_file_it_replaces() {
     // `put` sends the local file's mode; as with OpenSSH it applies to new files only.
     let opts = OpenOptions { mode: Some(0o644), ..put_opts() };
     let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
-    h.write_at(0, b"new").await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"new")).await.unwrap();
     h.close().await.unwrap();
     assert_eq!(mode_of(&s.root.join("f.txt")), 0o600);
 
@@ -83,7 +83,7 @@ async fn resume_writes_in_place() {
     let opts = OpenOptions { write: true, ..Default::default() };
     let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
     assert!(temp_files(&s.root).is_empty());
-    h.write_at(6, b"WORLD!").await.unwrap();
+    h.write_at(6, bytes::Bytes::from_static(b"WORLD!")).await.unwrap();
     // Visible immediately: the file is written in place.
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"hello WORLD!");
     h.close().await.unwrap();
@@ -92,7 +92,7 @@ async fn resume_writes_in_place() {
     // Write + create on an existing file is also in place (FTP REST + STOR).
     let opts = OpenOptions { write: true, create: true, ..Default::default() };
     let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
-    h.write_at(0, b"J").await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"J")).await.unwrap();
     h.close().await.unwrap();
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"Jello WORLD!");
 }
@@ -103,15 +103,15 @@ async fn append_ignores_the_offset() {
     put(&s.fs, &vp("/f.txt"), b"abc").await.unwrap();
     let opts = OpenOptions { write: true, append: true, ..Default::default() };
     let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
-    h.write_at(0, b"def").await.unwrap();
-    h.write_at(1, b"ghi").await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"def")).await.unwrap();
+    h.write_at(1, bytes::Bytes::from_static(b"ghi")).await.unwrap();
     h.close().await.unwrap();
     assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"abcdefghi");
 
     // APPEND + CREAT on a missing file (FTP APPE) creates it.
     let opts = OpenOptions { write: true, append: true, create: true, ..Default::default() };
     let h = s.fs.open(&vp("/new.txt"), opts).await.unwrap();
-    h.write_at(100, b"xy").await.unwrap();
+    h.write_at(100, bytes::Bytes::from_static(b"xy")).await.unwrap();
     h.close().await.unwrap();
     assert_eq!(read_all(&s.fs, &vp("/new.txt")).await.unwrap(), b"xy");
 }
@@ -126,8 +126,8 @@ async fn exclusive_create() {
     // Two exclusive uploads of one new name: the first to close wins, the second cannot replace it.
     let a = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
     let b = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
-    a.write_at(0, b"first").await.unwrap();
-    b.write_at(0, b"second").await.unwrap();
+    a.write_at(0, bytes::Bytes::from_static(b"first")).await.unwrap();
+    b.write_at(0, bytes::Bytes::from_static(b"second")).await.unwrap();
     a.close().await.unwrap();
     assert!(matches!(b.close().await, Err(FsError::AlreadyExists)));
     assert_eq!(read_all(&s.fs, &vp("/n.txt")).await.unwrap(), b"first");
@@ -159,7 +159,7 @@ async fn open_errors() {
 
     // A read-only handle refuses writes and a write-only one refuses reads.
     let h = s.fs.open(&vp("/file"), read_opts()).await.unwrap();
-    assert!(matches!(h.write_at(0, b"y").await, Err(FsError::PermissionDenied)));
+    assert!(matches!(h.write_at(0, bytes::Bytes::from_static(b"y")).await, Err(FsError::PermissionDenied)));
     let h = s.fs.open(&vp("/file"), write).await.unwrap();
     assert!(matches!(h.read_at(0, 1).await, Err(FsError::PermissionDenied)));
 }
@@ -187,7 +187,7 @@ async fn read_write_handle_on_an_upload() {
     let s = scratch();
     let opts = OpenOptions { read: true, ..put_opts() };
     let h = s.fs.open(&vp("/rw"), opts).await.unwrap();
-    h.write_at(0, b"hello").await.unwrap();
+    h.write_at(0, bytes::Bytes::from_static(b"hello")).await.unwrap();
     assert_eq!(&h.read_at(1, 3).await.unwrap()[..], b"ell");
     h.set_metadata(&SetAttrs { size: Some(2), times: Some((1_000_000, 2_000_000)), ..Default::default() })
         .await

@@ -118,7 +118,7 @@ impl FileHandle for LocalFile {
         .await
     }
 
-    async fn write_at(&self, offset: u64, data: &[u8]) -> FsResult<()> {
+    async fn write_at(&self, offset: u64, data: Bytes) -> FsResult<()> {
         if !self.writable {
             return Err(FsError::PermissionDenied);
         }
@@ -127,8 +127,6 @@ impl FileHandle for LocalFile {
         }
         let file = Arc::clone(&self.file);
         let append = self.append;
-        // The trait lends the data only for this call, but the blocking task needs to own it.
-        let data = data.to_vec();
         blocking(move || {
             if append {
                 // The descriptor has O_APPEND: write(2) atomically seeks to the end first.

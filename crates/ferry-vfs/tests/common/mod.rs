@@ -66,7 +66,7 @@ pub async fn read_all(fs: &LocalFs, path: &VPath) -> Result<Vec<u8>, FsError> {
 
 pub async fn put(fs: &LocalFs, path: &VPath, data: &[u8]) -> Result<(), FsError> {
     let h = fs.open(path, put_opts()).await?;
-    h.write_at(0, data).await?;
+    h.write_at(0, bytes::Bytes::copy_from_slice(data)).await?;
     h.close().await
 }
 
