@@ -143,7 +143,8 @@ def main():
             if unit.endswith("KiB/sess") and peer != (peers_of[key] or [None])[0]:
                 verdict = None  # absolute target on Ferry's value: count it once per metric, not once per peer
             if verdict is not None and not verdict.startswith("n/a"):
-                (met if verdict == "met" else missed).append(f"{name}{' vs ' + peer if peer and not only_openssh else ''}")
+                vs = f" vs {peer}" if peer and not only_openssh and unit == "MB/s" else ""
+                (met if verdict == "met" else missed).append(f"{name}{vs}")
             peer_cells = "" if only_openssh else f" {peer or 'n/a'} |"
             print(f"| {name} |{peer_cells} {cell(pvals)} | {cell(fvals)} | {ratio} | {target} |")
 

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use ferry_auth::{User, UserStore};
 use ferry_vfs::local::LocalFs;
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelWriteHalf, MethodKind, MethodSet, Preferred, SshId};
+use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Preferred, SshId};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
@@ -29,11 +30,14 @@ pub struct SshSettings {
     pub idle_timeout: Duration,
     pub max_auth_attempts: usize,
     pub failed_login_delay: Duration,
+    /// A connection that has not logged in after this long is closed.
+    pub login_timeout: Duration,
 }
 
 /// Shared by every SSH connection of the server.
 pub struct SshService {
     config: Arc<russh::server::Config>,
+    login_timeout: Duration,
     store: Arc<UserStore>,
     activity: Arc<Activity>,
 }
@@ -94,23 +98,43 @@ impl SshService {
             nodelay: true,
             ..Default::default()
         };
-        SshService { config: Arc::new(config), store, activity }
+        SshService { config: Arc::new(config), login_timeout: s.login_timeout, store, activity }
     }
 
     /// Serves one TCP connection until it ends. `prefix` holds bytes already read from the stream
     /// (none for a plain SFTP listener).
     pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let logged_in = Arc::new(AtomicBool::new(false));
         let handler = SshConn {
             svc: self.clone(),
             peer,
+            logged_in: logged_in.clone(),
             user: None,
             login_at: None,
             pending: HashMap::new(),
             sftp: HashMap::new(),
         };
         match russh::server::run_stream(self.config.clone(), stream, handler).await {
-            Ok(session) => {
-                if let Err(e) = session.await {
+            Ok(mut session) => {
+                let handle = session.handle();
+                let deadline = tokio::time::sleep(self.login_timeout);
+                tokio::pin!(deadline);
+                let ended = tokio::select! {
+                    r = &mut session => Some(r),
+                    _ = &mut deadline => None,
+                };
+                let result = match ended {
+                    Some(r) => r,
+                    None if logged_in.load(Ordering::Acquire) => session.await,
+                    None => {
+                        tracing::info!(client = %peer, "closing connection: no login within {}s", self.login_timeout.as_secs());
+                        let _ = handle
+                            .disconnect(Disconnect::ByApplication, "login timed out".into(), "en".into())
+                            .await;
+                        session.await
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(client = %peer, "SSH session ended: {e}");
                 }
             }
@@ -122,6 +146,7 @@ impl SshService {
 struct SshConn {
     svc: Arc<SshService>,
     peer: SocketAddr,
+    logged_in: Arc<AtomicBool>,
     user: Option<User>,
     login_at: Option<Instant>,
     /// Session channels opened but not yet turned into SFTP.
@@ -144,6 +169,7 @@ impl SshConn {
         tracing::info!(user = %user.name, client = %self.peer, protocol = "sftp", method, "login");
         self.user = Some(user);
         self.login_at = Some(Instant::now());
+        self.logged_in.store(true, Ordering::Release);
         Auth::Accept
     }
 

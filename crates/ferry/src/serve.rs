@@ -113,6 +113,7 @@ async fn serve(
         idle_timeout: limits::IDLE_TIMEOUT,
         max_auth_attempts: limits::MAX_AUTH_ATTEMPTS,
         failed_login_delay: limits::FAILED_LOGIN_DELAY,
+        login_timeout: limits::LOGIN_TIMEOUT,
     };
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
     let ssh = Arc::new(SshService::new(keys.into_iter().map(|(k, _)| k).collect(), store, activity.clone(), &settings));
