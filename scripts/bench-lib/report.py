@@ -59,6 +59,10 @@ def fmt(v):
     return f"{v:.2f}" if abs(v) < 100 else f"{v:.1f}"
 
 
+def fmt_ratio(r):
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
+
+
 def cell(vals):
     if not vals:
         return "n/a"
@@ -121,7 +125,7 @@ def main():
         for peer in (peers_of[key] or [None]):
             pvals = data[key].get(peer, []) if peer else []
             pmed = statistics.median(pvals) if pvals else None
-            ratio = f"{fmed / pmed:.2f}" if fmed is not None and pmed else "n/a"
+            ratio = fmt_ratio(fmed / pmed) if fmed is not None and pmed else "n/a"
             if a.no_ferry and (unit == "MB/s" or unit.endswith("KiB/sess")):
                 verdict = "n/a (Ferry not run)"
                 target = "Ferry >= peer" if unit == "MB/s" else f"Ferry < {MEM_TARGET_KIB:.0f} KiB"
