@@ -157,6 +157,16 @@ def fingerprint(key: paramiko.PKey) -> str:
 # The server process
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies (even a crashed xdist worker)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort, Linux only
+        pass
+
+
 class FerryServer:
     """One `ferry serve` process. Stdout is read by a thread; stderr goes to a log file."""
 
@@ -208,6 +218,7 @@ class FerryServer:
             stderr=self._log_file,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.cmd = cmd
         threading.Thread(target=self._read_stdout, name="ferry-stdout", daemon=True).start()

@@ -174,13 +174,6 @@ def test_df(shared_server):
     assert size_kb > 0
 
 
-def test_tilde_expands_to_root(shared_server, rdir):
-    """`cd ~` uses expand-path@openssh.com (or falls back); home is the jail root."""
-    out = run_sftp(shared_server, ["cd ~", "pwd", f"cd ~{rdir.remote}", "pwd"]).stdout
-    dirs = re.findall(r"Remote working directory: (\S+)", out)
-    assert dirs == ["/", rdir.remote], out
-
-
 @pytest.mark.parametrize(
     "opts",
     [

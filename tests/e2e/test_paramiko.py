@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -12,7 +13,15 @@ import time
 
 import paramiko
 import pytest
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_NAME
+from paramiko.sftp import (
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_NAME,
+    CMD_OPEN,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_READ,
+)
 
 from conftest import (
     connect_transport,
@@ -285,11 +294,21 @@ def test_exclusive_create(shared_server, rdir):
     (rdir.local / "exists").write_bytes(b"keep")
     with sftp_client(shared_server) as sftp:
         with pytest.raises(IOError):
-            sftp.open(rdir.r("exists"), "x")
-        with sftp.open(rdir.r("new"), "x") as f:
+            sftp.open(rdir.r("exists"), "wx")  # WRITE|CREAT|TRUNC|EXCL
+        with sftp.open(rdir.r("new"), "wx") as f:
             f.write(b"fresh")
     assert (rdir.local / "exists").read_bytes() == b"keep"
     assert (rdir.local / "new").read_bytes() == b"fresh"
+
+
+def test_exclusive_create_without_write_flag(shared_server, rdir):
+    """SSH_FXF_EXCL fails on an existing file whatever the access flags (POSIX O_CREAT|O_EXCL)."""
+    (rdir.local / "exists").write_bytes(b"keep")
+    with sftp_client(shared_server) as sftp:
+        attrs = paramiko.SFTPAttributes()
+        with pytest.raises(IOError):
+            sftp._request(CMD_OPEN, rdir.r("exists"), SFTP_FLAG_READ | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
+    assert (rdir.local / "exists").read_bytes() == b"keep"
 
 
 def test_mkdir_rmdir_remove(shared_server, rdir):
@@ -400,40 +419,71 @@ def _read_all(chan, timeout=10.0) -> bytes:
     return out
 
 
+def _in_thread(fn, timeout: float):
+    """Runs fn() in a thread; returns ("ok", value), ("error", exception) or ("hung", None)."""
+    box = {}
+
+    def run():
+        try:
+            box["r"] = ("ok", fn())
+        except BaseException as e:  # noqa: BLE001
+            box["r"] = ("error", e)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout)
+    return box.get("r", ("hung", None))
+
+
 def test_exec_refused(shared_server, tmp_path):
     marker = tmp_path / "pwned"
-    client = _client(shared_server)
+    before = len(shared_server.log())
+    t = connect_transport(shared_server)
     try:
-        try:
-            stdin, stdout, stderr = client.exec_command(f"touch {marker}; echo EXECUTED", timeout=15)
-        except paramiko.SSHException as e:
-            outcome = f"refused: {e}"
-        else:
-            out = _read_all(stdout.channel)
-            outcome = out.decode("utf-8", "replace")
-            assert b"EXECUTED" not in out
-            assert "SFTP only" in outcome, f"exec was not refused with the message: {outcome!r}"
-            assert stdout.channel.recv_exit_status() != 0
+        chan = t.open_session()
+        chan.settimeout(15)
+        status, value = _in_thread(lambda: chan.exec_command(f"touch {marker}; echo EXECUTED"), 15)
+        assert status != "hung", "the server never answered the exec request"
+        out = _read_all(chan)
+        text = out.decode("utf-8", "replace")
+        assert b"EXECUTED" not in out
+        if status == "ok":  # accepted the channel request: must then refuse with the message and a failure status
+            assert chan.recv_exit_status() != 0
+        assert "SFTP only" in text or status == "error", f"exec refused without a message: {text!r}"
     finally:
-        client.close()
-    assert not marker.exists(), f"the command ran ({outcome})"
+        t.close()
+    assert not marker.exists(), "the command ran"
+    assert shared_server.wait_for_log(r"hint:.*SFTP only", since=before), shared_server.log()[before:]
     with sftp_client(shared_server) as sftp:
         sftp.listdir("/")
 
 
 def test_shell_refused(shared_server):
-    client = _client(shared_server)
+    t = connect_transport(shared_server)
     try:
-        try:
-            chan = client.invoke_shell()
-        except paramiko.SSHException:
-            return
-        chan.send(b"echo EXECUTED\n")
+        chan = t.open_session()
+        chan.settimeout(15)
+        status, value = _in_thread(chan.invoke_shell, 15)
+        assert status != "hung", "the server never answered the shell request"
+        if status == "ok":
+            with contextlib.suppress(OSError):
+                chan.send(b"echo EXECUTED\n")
         out = _read_all(chan)
         assert b"EXECUTED" not in out
         assert b"SFTP only" in out, f"shell was not refused with the message: {out!r}"
     finally:
-        client.close()
+        t.close()
+
+
+def test_pty_request_is_answered(shared_server):
+    """Interactive clients ask for a pty before the shell (paramiko's invoke_shell, ssh -t): answer it, yes or no."""
+    t = connect_transport(shared_server)
+    try:
+        chan = t.open_session()
+        status, value = _in_thread(chan.get_pty, 10)
+        assert status != "hung", "the server never answered the pty-req (want_reply=true): clients hang"
+    finally:
+        t.close()
 
 
 def test_port_forwarding_refused(shared_server):

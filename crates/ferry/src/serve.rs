@@ -115,6 +115,11 @@ async fn serve(
         failed_login_delay: limits::FAILED_LOGIN_DELAY,
         login_timeout: limits::LOGIN_TIMEOUT,
     };
+    // Show the demo user in the example command only while it exists.
+    let login_user = match store.get("demo") {
+        Ok(Some(_)) => "demo",
+        _ => "USER",
+    };
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
     let ssh = Arc::new(SshService::new(keys.into_iter().map(|(k, _)| k).collect(), store, activity.clone(), &settings));
 
@@ -135,7 +140,7 @@ async fn serve(
     if let Some((_, _, addr)) = bound.iter().find(|(p, _, _)| p.contains(&Protocol::Sftp)) {
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
-        println!("connect: sftp -P {} demo@{host}", addr.port());
+        println!("connect: sftp -P {} {login_user}@{host}", addr.port());
     }
     println!("ready");
 

@@ -35,6 +35,14 @@ pub(super) fn open_blocking(
     let writable = opts.write || opts.append;
     let create = writable && (opts.create || opts.exclusive);
 
+    if !writable && opts.create {
+        // O_RDONLY|O_CREAT[|O_EXCL], as OpenSSH opens it (paramiko's mode "x" sends this): create an
+        // empty file if it is missing (with EXCL, fail if it exists), then open it for reading.
+        let mut o = cap_std::fs::OpenOptions::new();
+        o.write(true).create(true).create_new(opts.exclusive).mode(opts.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o777);
+        drop(root.open_with(rel, &o)?);
+    }
+
     if writable {
         // Everything below happens relative to the parent directory handle, so the existence check, the
         // temporary file and the final rename all refer to the same directory.
