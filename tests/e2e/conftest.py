@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -602,3 +603,139 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1) -> bool:
 
 def have(cmd: str) -> bool:
     return shutil.which(cmd) is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# FTPS servers (explicit `ftps`, implicit `ftps-implicit`, plain `ftp`); client helpers are in ftps_helpers.py
+
+TLS_FINGERPRINT_RE = re.compile(r"^tls certificate SHA256 ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})(?:\s.*)?$", re.M)
+FTPS_LISTEN = ("ftps=127.0.0.1:0", "ftps-implicit=127.0.0.1:0", "sftp=127.0.0.1:0")
+PASSIVE_BLOCK = 50  # ports per server
+_passive_counter = itertools.count()
+
+
+def passive_ports(slot: Optional[int] = None) -> tuple[int, int]:
+    """A passive port range of 50 ports that no other xdist worker uses: 40000 + 200*worker + 50*slot.
+
+    Slot 0 is the module-wide shared FTPS server's; servers of single tests rotate over slots 1-3.
+    `FERRY_E2E_PASSIVE_BASE` moves the whole block (default 40000).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    m = re.search(r"(\d+)$", worker)
+    w = int(m.group(1)) if m else 0
+    base = int(os.environ.get("FERRY_E2E_PASSIVE_BASE", "40000")) + 200 * w
+    if slot is None:
+        slot = 1 + next(_passive_counter) % 3
+    lo = base + PASSIVE_BLOCK * slot
+    return lo, lo + PASSIVE_BLOCK - 1
+
+
+def check_ftps_started(
+    srv: FerryServer, passive: Optional[tuple[int, int]] = None, expect: Sequence[str] = ()
+) -> FerryServer:
+    """After `ready`: every listener asked for (in --listen, or `expect`) printed its port, and the certificate line."""
+    wanted = list(expect) or [s.split("=", 1)[0] for s in srv.listen]
+    for proto in ("ftps", "ftps-implicit", "ftp", "sftp"):
+        if any(proto in w.split(",") for w in wanted) and proto not in srv.listeners:
+            raise AssertionError(
+                f"serve printed `ready` but no `listening {proto} on HOST:PORT` line\n"
+                f"--- stdout ---\n{srv.stdout()}\n--- stderr ---\n{srv.log()}"
+            )
+    m = TLS_FINGERPRINT_RE.search(srv.stdout())
+    srv.tls_sha256 = m.group(1).upper() if m else None
+    if any(p in ("ftps", "ftps-implicit") for w in wanted for p in w.split(",")) and not srv.tls_sha256:
+        raise AssertionError(
+            f"serve printed `ready` but no `tls certificate SHA256 AB:CD:...` line\n--- stdout ---\n{srv.stdout()}"
+        )
+    srv.passive = passive
+    return srv
+
+
+def start_ftps_server(
+    ferry: Path,
+    base: Path,
+    listen: Sequence[str] = FTPS_LISTEN,
+    slot: Optional[int] = None,
+    extra_args: Sequence[str] = (),
+) -> FerryServer:
+    """User alice, then `serve --listen ... --passive-ports LO-HI` (ftps, ftps-implicit and sftp by default)."""
+    passive = passive_ports(slot)
+    srv = start_alice_server(
+        ferry, base, listen=listen, extra_args=["--passive-ports", f"{passive[0]}-{passive[1]}", *extra_args]
+    )
+    return check_ftps_started(srv, passive)
+
+
+@pytest.fixture
+def ftps_server(ferry: Path, tmp_path: Path) -> Iterator[FerryServer]:
+    """A fresh FTPS (explicit + implicit) + SFTP server with user alice, for this test alone."""
+    srv = start_ftps_server(ferry, tmp_path / "ftps-srv")
+    yield srv
+    stop_and_check(srv)
+
+
+@pytest.fixture(scope="module")
+def shared_ftps_server(ferry: Path, tmp_path_factory) -> Iterator[FerryServer]:
+    """One FTPS + SFTP server with user alice for a whole module; tests use their own directory (`frdir`)."""
+    srv = start_ftps_server(ferry, tmp_path_factory.mktemp("shared-ftps"), slot=0)
+    yield srv
+    stop_and_check(srv)
+
+
+@pytest.fixture
+def frdir(shared_ftps_server: FerryServer, request) -> RemoteDir:
+    """A directory of alice's root on the shared FTPS server, for this test alone."""
+    safe = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:40]
+    return RemoteDir(shared_ftps_server, f"{safe}-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def ftps_server_factory(ferry: Path, tmp_path: Path):
+    """Starts servers with user alice on demand: `factory(listen=..., extra_args=..., config=TEXT, expect=...)`.
+
+    `config` is TOML written to a file and passed with `--config`; `{passive_ports}` in it is replaced by
+    this server's range (then no --passive-ports is given); with listeners from the config, pass listen=()
+    and the protocols to expect on stdout in `expect`. All servers are stopped (exit 0 checked) at the end.
+    """
+    started: list[FerryServer] = []
+
+    def factory(
+        listen: Sequence[str] = FTPS_LISTEN,
+        extra_args: Sequence[str] = (),
+        config: Optional[str] = None,
+        expect: Sequence[str] = (),
+    ) -> FerryServer:
+        base = tmp_path / f"ftps-srv-{len(started)}"
+        passive = passive_ports()
+        args = list(extra_args)
+        if config is not None:
+            base.mkdir(parents=True)
+            conf = base / "ferry.toml"
+            conf.write_text(config.replace("{passive_ports}", f"{passive[0]}-{passive[1]}"))
+            args = ["--config", str(conf), *args]
+        else:
+            args = ["--passive-ports", f"{passive[0]}-{passive[1]}", *args]
+        data_dir = base / "data"
+        key = make_keypair(base / "keys")
+        password = new_password()
+        data_dir.mkdir(parents=True)
+        add_user(ferry, data_dir, "alice", password=password, public_keys=[pub(key)])
+        srv = FerryServer(ferry, data_dir, base / "serve.stderr.log", listen=listen, extra_args=args)
+        srv.user, srv.password, srv.key = "alice", password, key
+        srv.root = data_dir / "files" / "alice"
+        started.append(srv)
+        srv.start()
+        return check_ftps_started(srv, passive, expect)
+
+    yield factory
+    errors = []
+    for srv in started:
+        if srv.proc is None or (srv.proc.poll() is not None and srv not in _LIVE_SERVERS):
+            continue
+        try:
+            code = srv.stop()
+            if code != 0:
+                errors.append(f"server {srv.data_dir} exited {code} after SIGTERM\n{srv.log()[-4000:]}")
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)

@@ -137,8 +137,10 @@ def test_user_add_rejects_garbage_public_key(ferry, data_dir, tmp_path):
 # serve start-up
 
 
-@pytest.mark.parametrize("spec", ["ftps=127.0.0.1:0", "ftps-implicit=127.0.0.1:0"])
-def test_serve_ftps_fails_clearly(ferry, data_dir, spec):
+@pytest.mark.parametrize("spec", ["sftp,ftps=127.0.0.1:0", "any=127.0.0.1:0"])
+def test_serve_mixed_listener_fails_clearly(ferry, data_dir, spec):
+    """Several protocol families on one port need protocol detection, which is not built yet: serve must
+    refuse such a listener at start with a message, not run without serving it."""
     add_user(ferry, data_dir, "alice", password=new_password())
     try:
         proc = subprocess.run(
@@ -149,8 +151,8 @@ def test_serve_ftps_fails_clearly(ferry, data_dir, spec):
         pytest.fail(f"`serve --listen {spec}` kept running instead of failing at start: {e.stdout!r} {e.stderr!r}")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"`serve --listen {spec}` exited 0:\n{out}"
-    assert "ftps" in out.lower(), f"the error does not mention ftps:\n{out}"
-    assert not re.search(r"^ready$", proc.stdout, re.M), "printed ready although it cannot serve FTPS"
+    assert "several protocols" in out, f"the error does not say why:\n{out}"
+    assert not re.search(r"^ready$", proc.stdout, re.M), "printed ready although it cannot serve that listener"
 
 
 def test_serve_rejects_unknown_protocol(ferry, data_dir):

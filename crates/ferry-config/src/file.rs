@@ -1,4 +1,5 @@
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::listen::{parse_protocols, ListenerSpec, PortRange};
 pub struct Config {
     pub server: ServerConfig,
     pub sftp: SftpConfig,
+    pub ftps: FtpsConfig,
     pub log: LogConfig,
 }
 
@@ -31,6 +33,17 @@ pub struct SftpConfig {
     pub host_keys: Vec<PathBuf>,
 }
 
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FtpsConfig {
+    /// PEM certificate chain and key; both or neither. Neither: a self-signed pair in DATA_DIR/tls/.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The address announced in PASV replies, for a server behind NAT.
+    pub passive_address: Option<IpAddr>,
+    /// Data connections must resume the control connection's TLS session (vsftpd's require_ssl_reuse).
+    pub require_session_reuse: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// A tracing filter such as `info` or `ferry=debug,russh=info`. `RUST_LOG` wins over it.
@@ -41,15 +54,17 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server: ServerConfig {
-                listeners: vec![ListenerSpec {
-                    protocols: vec![crate::Protocol::Sftp],
-                    addr: ([0, 0, 0, 0], 2222).into(),
-                }],
+                listeners: vec![
+                    ListenerSpec { protocols: vec![crate::Protocol::Sftp], addr: ([0, 0, 0, 0], 2222).into() },
+                    ListenerSpec { protocols: vec![crate::Protocol::Ftps], addr: ([0, 0, 0, 0], 2121).into() },
+                    ListenerSpec { protocols: vec![crate::Protocol::FtpsImplicit], addr: ([0, 0, 0, 0], 9990).into() },
+                ],
                 passive_ports: PortRange { first: DEFAULT_PASSIVE_PORTS.0, last: DEFAULT_PASSIVE_PORTS.1 },
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 data_dir: None,
             },
             sftp: SftpConfig::default(),
+            ftps: FtpsConfig::default(),
             log: LogConfig { level: "info".into() },
         }
     }
@@ -88,7 +103,19 @@ struct RawConfig {
     #[serde(default)]
     sftp: RawSftp,
     #[serde(default)]
+    ftps: RawFtps,
+    #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFtps {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    passive_address: Option<Spanned<String>>,
+    #[serde(default)]
+    require_session_reuse: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,6 +223,27 @@ impl Config {
         if let Some(secs) = raw.server.shutdown_grace_secs {
             config.server.shutdown_grace = Duration::from_secs(secs);
         }
+        if raw.ftps.cert.is_some() != raw.ftps.key.is_some() {
+            return Err(err(
+                None,
+                Some(if raw.ftps.cert.is_some() { "ftps.key" } else { "ftps.cert" }),
+                "ftps.cert and ftps.key must be given together".into(),
+                "name both PEM files, or neither to use a generated self-signed certificate",
+            ));
+        }
+        config.ftps.cert = raw.ftps.cert;
+        config.ftps.key = raw.ftps.key;
+        config.ftps.require_session_reuse = raw.ftps.require_session_reuse;
+        if let Some(addr) = raw.ftps.passive_address {
+            config.ftps.passive_address = Some(addr.get_ref().parse().map_err(|_| {
+                err(
+                    Some(line_of(text, addr.span().start)),
+                    Some("ftps.passive_address"),
+                    format!("{:?} is not an IP address", addr.get_ref()),
+                    "give the public IPv4 address clients reach this server at, e.g. passive_address = \"203.0.113.7\"",
+                )
+            })?);
+        }
         config.server.data_dir = raw.server.data_dir;
         config.sftp.host_keys = raw.sftp.host_keys;
         if let Some(level) = raw.log.level {
@@ -217,9 +265,12 @@ pub const ANNOTATED_TEMPLATE: &str = r#"# Ferry configuration. Every setting bel
 # Listeners: each serves one or more protocols on one address.
 # protocols: "sftp", "ftps" (explicit, AUTH TLS), "ftps-implicit" (TLS from the first byte), "ftp" (plain,
 # credentials in clear text: only if you really must), or "any"; several as "sftp,ftps".
-# This version serves sftp; a listener with a protocol that is not built yet stops Ferry at start.
+# "ftp" next to "ftps" ("ftps,ftp") lets that listener accept logins without TLS; Ferry warns about it at start.
+# This version serves one protocol family per listener; recognising several on one port comes later.
 listeners = [
   { protocols = "sftp", address = "0.0.0.0:2222" },
+  { protocols = "ftps", address = "0.0.0.0:2121" },
+  { protocols = "ftps-implicit", address = "0.0.0.0:9990" },
 ]
 
 # Ports for FTPS passive data connections (open them in your firewall too).
@@ -232,6 +283,20 @@ shutdown_grace_secs = 30
 # SSH host keys in OpenSSH format. Empty: use the ed25519, ECDSA P-256 and RSA 3072 keys Ferry generated
 # in the data dir on first start.
 host_keys = []
+
+[ftps]
+# The certificate for FTPS, PEM: the server certificate followed by its intermediates, and the private key.
+# Leave both out to use a self-signed certificate generated in DATA_DIR/tls/ on first start (clients will
+# ask to trust it). `kill -HUP <pid>` reloads both files without dropping sessions.
+# cert = "/etc/ferry/fullchain.pem"
+# key = "/etc/ferry/privkey.pem"
+
+# Behind NAT: the public address to announce in passive-mode (PASV) replies.
+# passive_address = "203.0.113.7"
+
+# Require data connections to resume the control connection's TLS session, so nobody else can take over a
+# data connection (vsftpd's require_ssl_reuse). Off by default: Python's ftplib cannot resume sessions.
+require_session_reuse = false
 
 [log]
 # A filter such as "info", "debug" or "ferry=debug,russh=warn". The RUST_LOG environment variable wins.
@@ -267,6 +332,18 @@ mod tests {
             .expect_err("refused");
         assert_eq!(e.line, Some(3));
         assert_eq!(e.key.as_deref(), Some("server.listeners[0].address"));
+    }
+
+    #[test]
+    fn ftps_section() {
+        let c = parse("[ftps]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\npassive_address = \"203.0.113.7\"\nrequire_session_reuse = true\n")
+            .expect("parses");
+        assert_eq!(c.ftps.passive_address, Some("203.0.113.7".parse().expect("ip")));
+        assert!(c.ftps.require_session_reuse);
+        let e = parse("[ftps]\ncert = \"/c.pem\"\n").expect_err("key missing");
+        assert_eq!(e.key.as_deref(), Some("ftps.key"));
+        let e = parse("[ftps]\n\npassive_address = \"nat-box\"\n").expect_err("not an ip");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("ftps.passive_address")));
     }
 
     #[test]

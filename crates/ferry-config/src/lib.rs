@@ -7,5 +7,5 @@ mod file;
 pub mod limits;
 mod listen;
 
-pub use file::{Config, ConfigError, LogConfig, ServerConfig, SftpConfig, ANNOTATED_TEMPLATE};
+pub use file::{Config, ConfigError, FtpsConfig, LogConfig, ServerConfig, SftpConfig, ANNOTATED_TEMPLATE};
 pub use listen::{ListenerSpec, PortRange, Protocol, SpecError};

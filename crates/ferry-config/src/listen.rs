@@ -24,9 +24,10 @@ impl Protocol {
         }
     }
 
-    /// Whether this build serves the protocol yet.
-    pub fn is_built(self) -> bool {
-        matches!(self, Protocol::Sftp)
+    /// Whether the protocol starts with TLS, FTP-style, or SSH: what a listener must be able to tell apart
+    /// to serve several on one port.
+    pub fn is_ftp(self) -> bool {
+        matches!(self, Protocol::Ftps | Protocol::FtpsImplicit | Protocol::Ftp)
     }
 }
 

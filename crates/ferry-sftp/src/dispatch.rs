@@ -302,15 +302,16 @@ pub(crate) async fn handle_request(ctx: &SessionCtx, slot: &mut Option<OpenHandl
         (OpenHandle::File(f), Request::Write { id, offset, data, .. }) => {
             let len = data.len() as u64;
             match f.file.write_at(offset, data).await {
-            Ok(()) => {
-                f.written += len;
-                Response::ok(id)
+                Ok(()) => {
+                    f.written += len;
+                    Response::ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!(user = %ctx.user, client = %ctx.client, path = %f.path, error = %e, "write failed");
+                    fs_error(id, &e)
+                }
             }
-            Err(e) => {
-                tracing::warn!(user = %ctx.user, client = %ctx.client, path = %f.path, error = %e, "write failed");
-                fs_error(id, &e)
-            }
-        }},
+        }
         (OpenHandle::File(f), Request::Fstat { id, .. }) => {
             reply(id, f.file.metadata().await.map(|m| Response::Attrs { id, attrs: to_attrs(&m) }))
         }

@@ -10,5 +10,5 @@ pub mod ssh;
 mod status;
 
 pub use dispatch::SessionCtx;
-pub use session::Activity;
+pub use ferry_vfs::activity::Activity;
 pub use ssh::{SshService, SshSettings};

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::dispatch::{self, OpenHandle, PathOutcome, SessionCtx};
 use crate::proto::{split_frame, Request, Response, StatusCode, MAX_OPEN_HANDLES};
+use ferry_vfs::activity::{Activity, FileGuard};
 
 /// See the module comment. Kept here rather than in ferry-config so that the codec crate stands alone.
 pub const SFTP_MAX_INFLIGHT_REPLY: usize = 16 * 1024 * 1024;
@@ -38,46 +39,6 @@ pub trait ReplyWriter: Send + 'static {
     async fn write(&mut self, data: Bytes) -> bool;
     /// Called once after the last reply.
     async fn finish(&mut self);
-}
-
-/// Counts open files across all sessions, so a stopping server can wait for running transfers.
-#[derive(Default)]
-pub struct Activity {
-    open_files: AtomicUsize,
-    changed: Notify,
-}
-
-impl Activity {
-    pub fn open_files(&self) -> usize {
-        self.open_files.load(Ordering::Acquire)
-    }
-
-    /// Resolves when no file is open anywhere.
-    pub async fn idle(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if self.open_files() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-struct FileGuard(Arc<Activity>);
-
-impl FileGuard {
-    fn new(a: &Arc<Activity>) -> Self {
-        a.open_files.fetch_add(1, Ordering::AcqRel);
-        FileGuard(a.clone())
-    }
-}
-
-impl Drop for FileGuard {
-    fn drop(&mut self) {
-        self.0.open_files.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
-    }
 }
 
 #[derive(Default)]

@@ -16,11 +16,12 @@ use ferry_vfs::local::LocalFs;
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Preferred, SshId};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::dispatch::SessionCtx;
-use crate::session::{serve, Activity, ReplyWriter};
+use crate::session::{serve, ReplyWriter};
+use ferry_vfs::activity::Activity;
 
 /// Tuning and limits of the SSH layer.
 #[derive(Debug, Clone)]
@@ -101,9 +102,12 @@ impl SshService {
         SshService { config: Arc::new(config), login_timeout: s.login_timeout, store, activity }
     }
 
-    /// Serves one TCP connection until it ends. `prefix` holds bytes already read from the stream
-    /// (none for a plain SFTP listener).
-    pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// Serves one connection until it ends. The stream may replay bytes a listener already read to
+    /// recognise the protocol.
+    pub async fn serve_connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let logged_in = Arc::new(AtomicBool::new(false));
         let handler = SshConn {
             svc: self.clone(),
@@ -128,9 +132,8 @@ impl SshService {
                     None if logged_in.load(Ordering::Acquire) => session.await,
                     None => {
                         tracing::info!(client = %peer, "closing connection: no login within {}s", self.login_timeout.as_secs());
-                        let _ = handle
-                            .disconnect(Disconnect::ByApplication, "login timed out".into(), "en".into())
-                            .await;
+                        let _ =
+                            handle.disconnect(Disconnect::ByApplication, "login timed out".into(), "en".into()).await;
                         session.await
                     }
                 };

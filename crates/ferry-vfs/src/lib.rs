@@ -10,6 +10,7 @@
 //! links and permissions are operations a backend may refuse with [`FsError::Unsupported`].
 #![forbid(unsafe_code)]
 
+pub mod activity;
 mod error;
 mod path;
 mod types;

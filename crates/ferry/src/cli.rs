@@ -37,6 +37,24 @@ pub enum Command {
     /// Write or check a configuration file
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Print the firewall rules the configuration needs (listeners and the FTPS passive range)
+    Firewall(FirewallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FirewallArgs {
+    /// Rule syntax
+    #[arg(long, value_enum, default_value = "iptables")]
+    pub format: FirewallFormat,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirewallFormat {
+    Iptables,
+    Nftables,
+    Ufw,
 }
 
 #[derive(Args, Debug, Clone)]

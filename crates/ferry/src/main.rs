@@ -4,7 +4,9 @@
 mod bootstrap;
 mod cli;
 mod config_cmd;
+mod firewall;
 mod hostkeys;
+mod listeners;
 mod logging;
 mod serve;
 mod user_cmd;
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::User(cmd) => user_cmd::run(&cli.global, cmd),
         Command::Config(cmd) => config_cmd::run(&cli.global, cmd),
+        Command::Firewall(args) => firewall::run(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,17 +7,21 @@ use std::time::Duration;
 
 use ferry_auth::{generate_password, UserStore};
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
+use ferry_ftp::{FtpMode, FtpService, FtpSettings};
 use ferry_sftp::{Activity, SshService, SshSettings};
+use ferry_tls::TlsStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+use crate::listeners::{accept_loop, ListenerKind, Services};
 
 use crate::bootstrap::{self, create_home, default_home, open_store};
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::{hostkeys, logging, CliError};
 
 /// Applies the command line's overrides to the configuration and checks that this build can serve it.
-fn settle(mut config: Config, args: &ServeArgs) -> Result<Config, CliError> {
+pub(crate) fn settle(mut config: Config, args: &ServeArgs) -> Result<Config, CliError> {
     if !args.listen.is_empty() {
         config.server.listeners = args
             .listen
@@ -35,12 +39,7 @@ fn settle(mut config: Config, args: &ServeArgs) -> Result<Config, CliError> {
         })?;
     }
     for l in &config.server.listeners {
-        if let Some(p) = l.protocols.iter().find(|p| !p.is_built()) {
-            return Err(CliError::usage(
-                format!("listener {l}: {p} is not available in this version of Ferry yet; only sftp is"),
-                format!("serve SFTP on that address with --listen sftp={}", l.addr),
-            ));
-        }
+        ListenerKind::of(l)?;
     }
     Ok(config)
 }
@@ -82,12 +81,24 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     let store = Arc::new(open_store(&env.data_dir)?);
     let demo_password = ensure_demo_user(&store, &env.data_dir)?;
     let keys = hostkeys::load_or_generate(&env.data_dir, &config.sftp.host_keys)?;
+    let serves_ftp = config.server.listeners.iter().any(|l| l.protocols.iter().any(|p| p.is_ftp()));
+    let tls = if serves_ftp {
+        let store = TlsStore::load_or_generate(&env.data_dir, config.ftps.cert.as_deref(), config.ftps.key.as_deref())
+            .map_err(|e| {
+                CliError::runtime(format!("FTPS certificate: {e}")).with_hint(
+                    "fix [ftps] cert and key in the config, or remove both to use a generated self-signed certificate",
+                )
+            })?;
+        Some(Arc::new(store))
+    } else {
+        None
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(serve(config, store, keys, demo_password));
+    let result = runtime.block_on(serve(config, store, keys, tls, demo_password));
     // Blocking file operations of cut-off sessions must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
@@ -97,13 +108,14 @@ async fn serve(
     config: Config,
     store: Arc<UserStore>,
     keys: Vec<(russh::keys::PrivateKey, std::path::PathBuf)>,
+    tls: Option<Arc<TlsStore>>,
     demo_password: Option<String>,
 ) -> Result<(), CliError> {
     let mut bound = Vec::new();
     for spec in &config.server.listeners {
         let listener = bind(spec).await?;
         let addr = listener.local_addr().map_err(|e| CliError::runtime(format!("listener address: {e}")))?;
-        bound.push((spec.protocols.clone(), listener, addr));
+        bound.push((spec.protocols.clone(), ListenerKind::of(spec)?, listener, addr));
     }
 
     let activity = Arc::new(Activity::default());
@@ -121,11 +133,34 @@ async fn serve(
         _ => "USER",
     };
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
-    let ssh = Arc::new(SshService::new(keys.into_iter().map(|(k, _)| k).collect(), store, activity.clone(), &settings));
+    let ssh = Arc::new(SshService::new(
+        keys.into_iter().map(|(k, _)| k).collect(),
+        store.clone(),
+        activity.clone(),
+        &settings,
+    ));
+    let ftp = tls.as_ref().map(|tls| {
+        let range = config.server.passive_ports;
+        let settings = FtpSettings {
+            passive_ports: (range.first, range.last),
+            passive_address: config.ftps.passive_address,
+            require_session_reuse: config.ftps.require_session_reuse,
+            idle_timeout: limits::IDLE_TIMEOUT,
+            login_timeout: limits::LOGIN_TIMEOUT,
+            failed_login_delay: limits::FAILED_LOGIN_DELAY,
+            max_login_attempts: limits::MAX_AUTH_ATTEMPTS as u32,
+        };
+        Arc::new(FtpService::new(settings, store.clone(), tls.clone(), activity.clone()))
+    });
+    for (_, kind, _, addr) in &bound {
+        if *kind == ListenerKind::Ftp(FtpMode::Plain) {
+            tracing::warn!(listener = %addr, "plain FTP is on: user names and passwords on this listener may cross the network in clear text");
+        }
+    }
 
     // What we serve, on stdout, for the person who started us (and for scripts: one fact per line).
     println!("Ferry {} is serving", env!("CARGO_PKG_VERSION"));
-    for (protocols, _, addr) in &bound {
+    for (protocols, _, _, addr) in &bound {
         for p in protocols {
             println!("listening {p} on {addr}");
         }
@@ -133,48 +168,35 @@ async fn serve(
     for (algo, fp) in &described {
         println!("host key {algo} {fp}");
     }
+    if let Some(tls) = &tls {
+        let info = tls.info();
+        let kind = if info.self_signed { "self-signed, generated" } else { "from the config" };
+        println!("tls certificate SHA256 {} ({kind}: {})", info.sha256, tls.paths().cert.display());
+        println!("passive ports {}", config.server.passive_ports);
+    }
     if let Some(pw) = &demo_password {
         println!("demo password: {pw}");
         println!("  (user demo was created because the user store was empty; this password is shown only once)");
     }
-    if let Some((_, _, addr)) = bound.iter().find(|(p, _, _)| p.contains(&Protocol::Sftp)) {
+    if let Some((_, _, _, addr)) = bound.iter().find(|(p, _, _, _)| p.contains(&Protocol::Sftp)) {
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         println!("connect: sftp -P {} {login_user}@{host}", addr.port());
     }
+    // Signal handlers go in before `ready`: a script that sends SIGHUP or SIGTERM as soon as it reads the
+    // line must find them (the default action of both is to kill the process).
+    let signals = Signals::install()?;
     println!("ready");
 
     let connections = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
+    let services = Arc::new(Services { ssh, ftp });
     let mut accepts = JoinSet::new();
-    for (_protocols, listener, addr) in bound {
-        let ssh = ssh.clone();
-        let connections = connections.clone();
-        accepts.spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause instead of spinning.
-                        tracing::warn!(listener = %addr, "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = connections.clone().try_acquire_owned() else {
-                    tracing::warn!(client = %peer, "hint: refusing connection: {} connections already open", limits::MAX_CONNECTIONS);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let ssh = ssh.clone();
-                tokio::spawn(async move {
-                    ssh.serve_connection(stream, peer).await;
-                    drop(permit);
-                });
-            }
-        });
+    for (_, kind, listener, addr) in bound {
+        accepts.spawn(accept_loop(listener, addr, kind, services.clone(), connections.clone()));
     }
+    accepts.spawn(reload_on_hangup(signals.hangup, tls.clone()));
 
-    shutdown_signal().await;
+    shutdown_signal(signals.terminate, signals.interrupt).await;
     accepts.abort_all();
     let open = activity.open_files();
     let grace = config.server.shutdown_grace;
@@ -192,18 +214,42 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM ({e}); stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, CliError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| CliError::runtime(format!("cannot watch {name}: {e}")))
+        };
+        Ok(Signals {
+            terminate: watch(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: watch(SignalKind::interrupt(), "SIGINT")?,
+            hangup: watch(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+async fn shutdown_signal(mut terminate: tokio::signal::unix::Signal, mut interrupt: tokio::signal::unix::Signal) {
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+/// `kill -HUP` reloads the FTPS certificate: new connections get the new one, open sessions keep theirs.
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, tls: Option<Arc<TlsStore>>) {
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP: nothing to reload (no FTPS listener, so no certificate)"),
+            Some(tls) => match tls.reload() {
+                Ok(info) => tracing::info!(sha256 = %info.sha256, "reloaded the TLS certificate"),
+                Err(e) => tracing::error!("TLS certificate reload failed, keeping the previous one: {e}"),
+            },
         }
     }
 }

@@ -1,0 +1,114 @@
+//! Logging in: PASS checked against the user store, the user's filesystem opened, failed attempts slowed
+//! down and counted; and AUTH TLS, which turns the control connection into a TLS connection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_auth::{MAX_PASSWORD_LEN, MAX_USERNAME_LEN};
+use ferry_vfs::local::LocalFs;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::proto::{AuthMech, PassStep, ProtLevel, Reply};
+use crate::session::{Flow, Session, UserCtx};
+use crate::stream::Control;
+use crate::tls::accept_control;
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub(crate) async fn pass(&mut self, password: String) -> Flow {
+        let user = match self.login.pass() {
+            PassStep::Reply(r) => return self.send(r).await,
+            PassStep::Check { user } => user,
+        };
+        let checked = if user.len() > MAX_USERNAME_LEN || password.len() > MAX_PASSWORD_LEN {
+            Ok(Ok(None))
+        } else {
+            let store = self.svc.store.clone();
+            let name = user.clone();
+            // argon2 takes tens of milliseconds of CPU: never on the async threads.
+            tokio::task::spawn_blocking(move || store.check_password(&name, &password)).await
+        };
+        let found = match checked {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return self.login_failed(&user, "wrong user name or password").await,
+            Ok(Err(e)) => {
+                tracing::error!("user store: {e}");
+                return self.login_failed(&user, "user store unavailable").await;
+            }
+            Err(e) => {
+                tracing::error!("password check task failed: {e}");
+                return self.login_failed(&user, "internal error").await;
+            }
+        };
+        let home = found.home.clone();
+        let vfs = match tokio::task::spawn_blocking(move || LocalFs::new(&home)).await {
+            Ok(Ok(fs)) => fs,
+            Ok(Err(e)) => {
+                tracing::error!(user = %found.name, home = %found.home.display(), "cannot open the user's home directory: {e}");
+                let _ = self.reply(Reply::new(421, "Server error: your home directory is not available")).await;
+                return Flow::Close;
+            }
+            Err(e) => {
+                tracing::error!("home open task failed: {e}");
+                let _ = self.reply(Reply::new(421, "Server error")).await;
+                return Flow::Close;
+            }
+        };
+        tracing::info!(user = %found.name, client = %self.client, protocol = self.protocol(), "login");
+        self.svc.sessions.logged_in(&self.tls_id, &found.name);
+        self.user = Some(UserCtx { name: found.name, vfs: Arc::new(vfs), since: Instant::now() });
+        let r = self.login.succeeded();
+        self.send(r).await
+    }
+
+    async fn login_failed(&mut self, user: &str, why: &str) -> Flow {
+        tracing::warn!(user, client = %self.client, protocol = self.protocol(), "login failed: {why}");
+        tokio::time::sleep(self.svc.settings.failed_login_delay).await;
+        let f = self.login.failed();
+        if f.close {
+            tracing::warn!(client = %self.client, attempts = self.login.failures(), "closing connection: too many failed logins");
+            let _ = self.reply(f.reply).await;
+            return Flow::Close;
+        }
+        self.send(f.reply).await
+    }
+
+    pub(crate) async fn auth(&mut self, mech: AuthMech) -> Flow {
+        let plain = match self.ctl.take() {
+            Some(Control::Plain(s)) => s,
+            other => {
+                self.ctl = other;
+                return self.send(Reply::new(503, "TLS is already active on this connection")).await;
+            }
+        };
+        self.ctl = Some(Control::Plain(plain));
+        if self.reply(Reply::new(234, "Proceed with TLS negotiation")).await.is_err() {
+            return Flow::Close;
+        }
+        let Some(Control::Plain(plain)) = self.ctl.take() else {
+            return Flow::Close;
+        };
+        if !self.lines.is_empty() {
+            // RFC 4217: the client waits for 234. Anything already sent was sent in clear text and must not
+            // be taken as a command of the encrypted session (the STARTTLS command injection attack).
+            tracing::info!(client = %self.client, "discarding clear-text bytes sent after AUTH TLS before the handshake");
+        }
+        self.lines.clear();
+        match accept_control(self.svc.tls.config(), plain, &self.tls_id).await {
+            Ok(tls) => {
+                self.ctl = Some(Control::Tls(Box::new(tls)));
+                self.login.tls_started();
+                if matches!(mech, AuthMech::Ssl | AuthMech::TlsP) {
+                    self.prot = ProtLevel::Private;
+                }
+                Flow::Continue
+            }
+            Err(e) => {
+                tracing::info!(client = %self.client, "TLS handshake on the control connection failed: {e}");
+                Flow::Close
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Ferry's FTP and FTPS (explicit AUTH TLS, implicit, and plain FTP when an admin opts in).
+//!
+//! [`proto`] is the protocol without I/O: line splitting, the command parser, replies, the login phase,
+//! listings and address formats. The rest drives it on tokio: [`session`] runs one control connection,
+//! [`data`] opens data connections (passive with a shared port allocator in [`ports`], or active), [`tls`]
+//! does the TLS handshakes and the session-reuse check, [`pump`] moves file bytes, and [`transfer`] runs a
+//! transfer while still listening for ABOR on the control connection.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod data;
+mod fs_cmds;
+pub mod limits;
+mod ports;
+pub mod proto;
+mod pump;
+mod reuse;
+mod session;
+mod stream;
+mod tls;
+mod transfer;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_auth::UserStore;
+use ferry_tls::TlsStore;
+use ferry_vfs::activity::Activity;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use proto::FtpMode;
+
+/// How FTP sessions behave; one value for the whole server.
+#[derive(Debug, Clone)]
+pub struct FtpSettings {
+    /// Inclusive range for PASV/EPSV listeners.
+    pub passive_ports: (u16, u16),
+    /// Address to announce in PASV replies (behind NAT); `None`: the control connection's local address.
+    pub passive_address: Option<IpAddr>,
+    /// Data connections must resume the control connection's TLS session (vsftpd's `require_ssl_reuse`).
+    pub require_session_reuse: bool,
+    /// Idle control connections are closed with 421 after this long.
+    pub idle_timeout: Duration,
+    /// Connections not logged in within this are closed with 421.
+    pub login_timeout: Duration,
+    pub failed_login_delay: Duration,
+    /// After this many failed logins: 421 and close.
+    pub max_login_attempts: u32,
+}
+
+impl Default for FtpSettings {
+    fn default() -> FtpSettings {
+        FtpSettings {
+            passive_ports: (50000, 51000),
+            passive_address: None,
+            require_session_reuse: false,
+            idle_timeout: Duration::from_secs(900),
+            login_timeout: Duration::from_secs(60),
+            failed_login_delay: Duration::from_millis(1500),
+            max_login_attempts: 3,
+        }
+    }
+}
+
+/// Shared by every FTP connection of the server.
+pub struct FtpService {
+    settings: FtpSettings,
+    store: Arc<UserStore>,
+    tls: Arc<TlsStore>,
+    activity: Arc<Activity>,
+    ports: Arc<ports::PassivePorts>,
+    sessions: Arc<reuse::Sessions>,
+}
+
+impl FtpService {
+    pub fn new(settings: FtpSettings, store: Arc<UserStore>, tls: Arc<TlsStore>, activity: Arc<Activity>) -> Self {
+        let ports = Arc::new(ports::PassivePorts::new(settings.passive_ports));
+        FtpService { settings, store, tls, activity, ports, sessions: Arc::default() }
+    }
+
+    /// Serves one control connection to its end. `local` is the address the client connected to; data
+    /// connections are bound to its IP, and the client's data connections must come from `peer`'s IP.
+    pub async fn serve_connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr, local: SocketAddr, mode: FtpMode)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        session::run(self, stream, peer, local, mode).await
+    }
+}
