@@ -739,3 +739,238 @@ def ftps_server_factory(ferry: Path, tmp_path: Path):
         except AssertionError as e:
             errors.append(str(e))
     assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------------------------------
+# `ferry probe` and the foreign servers it is tested against (OpenSSH sshd, vsftpd, Linux users)
+
+PROBE_EXAMPLE = REPO_ROOT / "target" / "release" / "examples" / "probe"
+FOREIGN_READY_TIMEOUT = 15.0  # seconds for sshd / vsftpd to accept connections
+
+
+def _ferry_has_probe(ferry_bin: Path) -> bool:
+    if not ferry_bin.is_file():
+        return False
+    with contextlib.suppress(Exception):
+        proc = subprocess.run([str(ferry_bin), "probe", "--help"], capture_output=True, timeout=30, env=clean_env())
+        return proc.returncode == 0
+    return False
+
+
+@pytest.fixture(scope="session")
+def probe_cmd() -> list[str]:
+    """The command that runs `ferry probe`: `$FERRY_PROBE_CMD` (split on spaces), else `ferry probe` when the
+    binary has the subcommand, else the crate's example `target/release/examples/probe` (built on demand)."""
+    if os.environ.get("FERRY_PROBE_CMD"):
+        return os.environ["FERRY_PROBE_CMD"].split()
+    if _ferry_has_probe(ferry_path()):
+        return [str(ferry_path()), "probe"]
+    # `cargo build` of the binary does not build examples: build it here (a no-op when it is fresh).
+    build = None
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        build = subprocess.run(
+            ["cargo", "build", "--release", "-p", "ferry-probe", "--example", "probe"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
+        )
+    if not PROBE_EXAMPLE.is_file():
+        err = build.stderr[-4000:] if build is not None else "cargo not found"
+        pytest.fail(f"no `ferry probe` and cannot build the probe example:\n{err}", pytrace=False)
+    return [str(PROBE_EXAMPLE)]
+
+
+def run_probe(probe_cmd: Sequence[str], *args: str, input: Optional[str] = None, timeout: float = 120.0):
+    """Runs the probe; returns the completed process (text mode), whatever its exit status."""
+    return subprocess.run(
+        [*probe_cmd, *[str(a) for a in args]],
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+    )
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the kernel's pick); a server started on it may still lose a race."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_greeting(port: int, prefix: bytes, timeout: float = FOREIGN_READY_TIMEOUT) -> bool:
+    """Polls 127.0.0.1:port until a connection's first bytes start with `prefix`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                if s.recv(64).startswith(prefix):
+                    return True
+        time.sleep(0.1)
+    return False
+
+
+class ForeignServer:
+    """A server process that is not Ferry (sshd, vsftpd): its port, files, and its log for failures."""
+
+    def __init__(self, name: str, cmd: list[str], port: int, log_path: Path):
+        self.name, self.cmd, self.port, self.log_path = name, cmd, port, log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        self.host_key_fingerprints: dict[str, str] = {}  # ssh-keygen type (ED25519, ...) -> SHA256:...
+        self.cert: Optional[Path] = None
+
+    def log(self) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return self.log_path.read_text("utf-8", "replace")
+        return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        with contextlib.suppress(Exception):
+            self._log.close()
+
+
+def _start_foreign(name: str, make_cmd, greeting: bytes, base: Path) -> ForeignServer:
+    """Starts a server on a free port (`make_cmd(port)` writes its config, returns argv); retries a lost race."""
+    last = ""
+    for attempt in range(3):
+        port = free_port()
+        srv = ForeignServer(name, make_cmd(port), port, base / f"{name}-{attempt}.log")
+        if wait_for_greeting(port, greeting):
+            return srv
+        srv.stop()
+        last = srv.log()
+    raise AssertionError(f"{name} did not start (3 attempts); last log:\n{last[-4000:]}")
+
+
+@pytest.fixture
+def openssh_factory(tmp_path: Path):
+    """Starts OpenSSH sshd processes on free ports: `factory(extra_config="")`; each has `host_key_fingerprints`."""
+    sshd = Path("/usr/sbin/sshd")
+    if not sshd.is_file() or not have("ssh-keygen"):
+        pytest.skip("OpenSSH server not installed (scripts/test installs openssh-server)")
+    if os.geteuid() != 0:
+        pytest.skip("sshd needs root here (privilege separation)")
+    # sshd refuses to start without its privilege-separation directory.
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    started: list[ForeignServer] = []
+
+    def factory(extra_config: str = "") -> ForeignServer:
+        base = tmp_path / f"sshd-{len(started)}"
+        base.mkdir()
+        keys = {}
+        for kind, bits in (("ed25519", None), ("ecdsa", None), ("rsa", "2048")):
+            path = base / f"ssh_host_{kind}_key"
+            cmd = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)]
+            if bits:
+                cmd[4:4] = ["-b", bits]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+            out = subprocess.run(["ssh-keygen", "-lf", str(path) + ".pub"], check=True, capture_output=True,
+                                 text=True, timeout=30).stdout.split()
+            keys[out[-1].strip("()")] = out[1]  # e.g. ED25519 -> SHA256:...
+
+        def make_cmd(port: int) -> list[str]:
+            conf = base / "sshd_config"
+            conf.write_text(
+                f"Port {port}\nListenAddress 127.0.0.1\n"
+                + "".join(f"HostKey {base}/ssh_host_{k}_key\n" for k in ("ed25519", "ecdsa", "rsa"))
+                + "PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication yes\n"
+                + "Subsystem sftp internal-sftp\n" + extra_config
+            )
+            return [str(sshd), "-D", "-e", "-f", str(conf)]
+
+        srv = _start_foreign("sshd", make_cmd, b"SSH-", base)
+        srv.host_key_fingerprints = keys
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+VSFTPD_PASSIVE_BASE = 46000  # + 100 per xdist worker: 50 ports no Ferry test uses
+
+
+def self_signed_rsa(directory: Path, cn: str = "localhost", sans: str = "DNS:localhost,IP:127.0.0.1") -> tuple[Path, Path]:
+    """An RSA self-signed certificate made by `openssl req -x509` (as admins make them); returns (cert, key)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={cn}",
+         "-addext", f"subjectAltName={sans}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def vsftpd_factory(tmp_path: Path):
+    """Starts vsftpd processes on free ports: `factory(ssl=True, extra_config="")`; `.cert` is the PEM certificate."""
+    vsftpd = shutil.which("vsftpd") or ("/usr/sbin/vsftpd" if Path("/usr/sbin/vsftpd").is_file() else None)
+    if vsftpd is None or not have("openssl"):
+        pytest.skip("vsftpd or openssl not installed (scripts/test installs vsftpd)")
+    if os.geteuid() != 0:
+        pytest.skip("vsftpd in listen mode needs root here")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    m = re.search(r"(\d+)$", worker)
+    pasv_lo = VSFTPD_PASSIVE_BASE + 100 * (int(m.group(1)) if m else 0)
+    started: list[ForeignServer] = []
+
+    def factory(ssl: bool = True, extra_config: str = "") -> ForeignServer:
+        base = tmp_path / f"vsftpd-{len(started)}"
+        empty = base / "empty"
+        empty.mkdir(parents=True)
+        cert, key = self_signed_rsa(base)
+
+        def make_cmd(port: int) -> list[str]:
+            conf = base / "vsftpd.conf"
+            conf.write_text(
+                "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\n"
+                f"listen_port={port}\nbackground=NO\n"
+                "anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\n"
+                f"ssl_enable={'YES' if ssl else 'NO'}\nrsa_cert_file={cert}\nrsa_private_key_file={key}\n"
+                f"pasv_min_port={pasv_lo}\npasv_max_port={pasv_lo + 49}\n"
+                f"secure_chroot_dir={empty}\nseccomp_sandbox=NO\n"
+                # Containers often forbid the namespaces vsftpd isolates its processes with.
+                "isolate=NO\nisolate_network=NO\nxferlog_enable=NO\n" + extra_config
+            )
+            return [vsftpd, str(conf)]
+
+        srv = _start_foreign("vsftpd", make_cmd, b"220", base)
+        srv.cert = cert
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def linux_user():
+    """A Linux user with a random name and password (bash shell, home dir), removed afterwards: (name, password, home)."""
+    if os.geteuid() != 0 or not have("useradd") or not have("chpasswd"):
+        pytest.skip("creating a Linux user needs root and useradd/chpasswd")
+    name = "fp" + secrets.token_hex(6)
+    password = new_password()
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True, capture_output=True, timeout=60)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True,
+                       timeout=60)
+        import pwd
+
+        yield name, password, Path(pwd.getpwnam(name).pw_dir)
+    finally:
+        subprocess.run(["userdel", "-r", "-f", name], capture_output=True, timeout=60)

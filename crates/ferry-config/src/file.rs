@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::limits::{DEFAULT_PASSIVE_PORTS, DEFAULT_SHUTDOWN_GRACE};
+use crate::limits::{DEFAULT_DETECTION_WAIT, DEFAULT_PASSIVE_PORTS, DEFAULT_SHUTDOWN_GRACE};
 use crate::listen::{parse_protocols, ListenerSpec, PortRange};
 
 /// The checked configuration.
@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub listeners: Vec<ListenerSpec>,
     pub passive_ports: PortRange,
     pub shutdown_grace: Duration,
+    /// On a listener serving several protocols, how long a silent client is given before it is greeted
+    /// as an FTP client.
+    pub detection_wait: Duration,
     /// Where data lives (keys, users.db, files). A `--data-dir` on the command line wins.
     pub data_dir: Option<PathBuf>,
 }
@@ -54,13 +57,17 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server: ServerConfig {
-                listeners: vec![
-                    ListenerSpec { protocols: vec![crate::Protocol::Sftp], addr: ([0, 0, 0, 0], 2222).into() },
-                    ListenerSpec { protocols: vec![crate::Protocol::Ftps], addr: ([0, 0, 0, 0], 2121).into() },
-                    ListenerSpec { protocols: vec![crate::Protocol::FtpsImplicit], addr: ([0, 0, 0, 0], 9990).into() },
-                ],
+                // The quickstart ports: each accepts all three protocols, so any client works on any of them.
+                listeners: [2222, 2121, 9990]
+                    .into_iter()
+                    .map(|port| ListenerSpec {
+                        protocols: vec![crate::Protocol::Sftp, crate::Protocol::Ftps, crate::Protocol::FtpsImplicit],
+                        addr: ([0, 0, 0, 0], port).into(),
+                    })
+                    .collect(),
                 passive_ports: PortRange { first: DEFAULT_PASSIVE_PORTS.0, last: DEFAULT_PASSIVE_PORTS.1 },
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+                detection_wait: DEFAULT_DETECTION_WAIT,
                 data_dir: None,
             },
             sftp: SftpConfig::default(),
@@ -125,6 +132,7 @@ struct RawServer {
     listeners: Option<Vec<Spanned<RawListener>>>,
     passive_ports: Option<Spanned<String>>,
     shutdown_grace_secs: Option<u64>,
+    detection_wait_ms: Option<u64>,
     data_dir: Option<PathBuf>,
 }
 
@@ -223,6 +231,9 @@ impl Config {
         if let Some(secs) = raw.server.shutdown_grace_secs {
             config.server.shutdown_grace = Duration::from_secs(secs);
         }
+        if let Some(ms) = raw.server.detection_wait_ms {
+            config.server.detection_wait = Duration::from_millis(ms);
+        }
         if raw.ftps.cert.is_some() != raw.ftps.key.is_some() {
             return Err(err(
                 None,
@@ -266,11 +277,13 @@ pub const ANNOTATED_TEMPLATE: &str = r#"# Ferry configuration. Every setting bel
 # protocols: "sftp", "ftps" (explicit, AUTH TLS), "ftps-implicit" (TLS from the first byte), "ftp" (plain,
 # credentials in clear text: only if you really must), or "any"; several as "sftp,ftps".
 # "ftp" next to "ftps" ("ftps,ftp") lets that listener accept logins without TLS; Ferry warns about it at start.
-# This version serves one protocol family per listener; recognising several on one port comes later.
+# A listener with several protocols recognises each client from its first bytes (SSH version line: SFTP;
+# TLS ClientHello: implicit FTPS; silence: an FTP client waiting for the greeting, served explicit FTPS), so
+# any client works on any of these ports. Single-protocol listeners behave exactly as the standard says.
 listeners = [
-  { protocols = "sftp", address = "0.0.0.0:2222" },
-  { protocols = "ftps", address = "0.0.0.0:2121" },
-  { protocols = "ftps-implicit", address = "0.0.0.0:9990" },
+  { protocols = "any", address = "0.0.0.0:2222" },
+  { protocols = "any", address = "0.0.0.0:2121" },
+  { protocols = "any", address = "0.0.0.0:9990" },
 ]
 
 # Ports for FTPS passive data connections (open them in your firewall too).
@@ -278,6 +291,10 @@ passive_ports = "50000-51000"
 
 # On SIGTERM / Ctrl-C: stop accepting, give running transfers this many seconds, then exit.
 shutdown_grace_secs = 30
+
+# On a listener serving several protocols, a client that sends nothing for this long is greeted as an FTP
+# client (SSH and TLS clients speak at once, so they never wait for it). Single-protocol listeners never wait.
+detection_wait_ms = 150
 
 [sftp]
 # SSH host keys in OpenSSH format. Empty: use the ed25519, ECDSA P-256 and RSA 3072 keys Ferry generated

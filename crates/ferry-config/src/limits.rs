@@ -27,3 +27,10 @@ pub const SFTP_MAX_QUEUED_INPUT: usize = 64 * 1024 * 1024;
 pub const SFTP_MAX_INFLIGHT_REPLY: usize = 16 * 1024 * 1024;
 /// Default passive port range for FTPS data connections.
 pub const DEFAULT_PASSIVE_PORTS: (u16, u16) = (50000, 51000);
+/// On a listener serving several protocols: silence this long from a new client means an FTP client
+/// waiting for the greeting (SSH and TLS clients speak at once). Configurable as
+/// `server.detection_wait_ms`.
+pub const DEFAULT_DETECTION_WAIT: Duration = Duration::from_millis(150);
+/// After the FTP greeting on a listener that also serves SFTP: silence this long means an SSH client that
+/// waits for the server's version line, and it is served SFTP. FTP clients answer the greeting at once.
+pub const SSH_AFTER_GREETING_WAIT: Duration = Duration::from_secs(3);

@@ -58,7 +58,13 @@ where
         };
         tracing::info!(user = %found.name, client = %self.client, protocol = self.protocol(), "login");
         self.svc.sessions.logged_in(&self.tls_id, &found.name);
-        self.user = Some(UserCtx { name: found.name, vfs: Arc::new(vfs), since: Instant::now() });
+        self.user = Some(UserCtx {
+            name: found.name,
+            vfs: Arc::new(vfs),
+            since: Instant::now(),
+            client: self.client.clone(),
+            protocol: self.protocol(),
+        });
         let r = self.login.succeeded();
         self.send(r).await
     }

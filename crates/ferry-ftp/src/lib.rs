@@ -85,6 +85,20 @@ impl FtpService {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        session::run(self, stream, peer, local, mode).await
+        session::run(self, stream, peer, local, mode, false).await
+    }
+
+    /// Like [`FtpService::serve_connection`] for a client that has already been sent [`GREETING`] (by a
+    /// listener that waited to see which protocol the client speaks).
+    pub async fn serve_greeted<S>(self: Arc<Self>, stream: S, peer: SocketAddr, local: SocketAddr, mode: FtpMode)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        session::run(self, stream, peer, local, mode, true).await
     }
 }
+
+/// The text of the `220` greeting.
+pub const GREETING_TEXT: &str = "Ferry FTP server ready";
+/// The greeting as sent on the wire.
+pub const GREETING: &[u8] = b"220 Ferry FTP server ready\r\n";

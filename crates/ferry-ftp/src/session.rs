@@ -41,11 +41,22 @@ impl From<io::Result<()>> for Flow {
     }
 }
 
-/// The logged-in user.
+/// The logged-in user. Dropping it logs the logout, however the session ends.
 pub(crate) struct UserCtx {
     pub(crate) name: String,
     pub(crate) vfs: Arc<dyn Vfs>,
     pub(crate) since: Instant,
+    pub(crate) client: String,
+    pub(crate) protocol: &'static str,
+}
+
+impl Drop for UserCtx {
+    fn drop(&mut self) {
+        tracing::info!(
+            user = %self.name, client = %self.client, protocol = self.protocol,
+            duration_ms = self.since.elapsed().as_millis() as u64, "logout"
+        );
+    }
 }
 
 pub(crate) struct Session<S> {
@@ -76,8 +87,15 @@ pub(crate) struct Session<S> {
     _registered: Registered,
 }
 
-pub(crate) async fn run<S>(svc: Arc<FtpService>, stream: S, peer: SocketAddr, local: SocketAddr, mode: FtpMode)
-where
+/// Serves one control connection. `greeted`: the caller has already sent the greeting.
+pub(crate) async fn run<S>(
+    svc: Arc<FtpService>,
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    mode: FtpMode,
+    greeted: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = peer.to_string();
@@ -117,16 +135,11 @@ where
         started: Instant::now(),
         _registered: registered,
     };
-    if s.reply(Reply::new(220, "Ferry FTP server ready")).await.is_ok() {
+    // A multi-protocol listener may have sent the greeting already, while it waited to see who the client is.
+    if greeted || s.reply(Reply::new(220, crate::GREETING_TEXT)).await.is_ok() {
         s.serve().await;
     }
     s.close_control().await;
-    if let Some(u) = &s.user {
-        tracing::info!(
-            user = %u.name, client = %s.client, protocol = s.protocol(),
-            duration_ms = u.since.elapsed().as_millis() as u64, "logout"
-        );
-    }
 }
 
 impl<S> Session<S>
@@ -172,10 +185,13 @@ where
 
     /// Writes one reply and flushes it (TLS holds data back until flushed).
     pub(crate) async fn reply(&mut self, r: Reply) -> io::Result<()> {
-        let bytes = r.to_bytes();
+        self.write_raw(&r.to_bytes()).await
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         let ctl = self.control()?;
         let write = async {
-            ctl.write_all(&bytes).await?;
+            ctl.write_all(bytes).await?;
             ctl.flush().await
         };
         tokio::time::timeout(REPLY_WRITE_TIMEOUT, write).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
@@ -303,9 +319,9 @@ where
             C::Mode => Reply::new(200, "Mode set to S"),
             C::Stru => Reply::new(200, "Structure set to F"),
             C::Allo => Reply::new(202, "ALLO not needed"),
-            C::Pasv => self.pasv(),
-            C::Epsv(arg) => self.epsv(arg),
-            C::Port(addr) | C::Eprt(addr) => self.port(addr),
+            C::Pasv => self.pasv().await,
+            C::Epsv(arg) => self.epsv(arg).await,
+            C::Port(addr) | C::Eprt(addr) => self.port(addr).await,
             C::List(p) => return self.list(crate::fs_cmds::ListKind::List, p).await,
             C::Nlst(p) => return self.list(crate::fs_cmds::ListKind::Nlst, p).await,
             C::Mlsd(p) => return self.list(crate::fs_cmds::ListKind::Mlsd, p).await,
@@ -326,9 +342,12 @@ where
             C::Rnto(p) => self.rnto(rename_from, &p).await,
             C::Mkd(p) => self.mkd(&p).await,
             C::Rmd(p) => self.rmd(&p).await,
-            C::Abor => match self.data.take() {
-                Some(_) => Reply::new(225, "No transfer to abort; data connection closed"),
-                None => Reply::new(225, "No transfer to abort"),
+            C::Abor => match self.data.is_some() {
+                true => {
+                    self.drop_data().await;
+                    Reply::new(225, "No transfer to abort; data connection closed")
+                }
+                false => Reply::new(225, "No transfer to abort"),
             },
             C::Auth(mech) => return self.auth(mech).await,
             C::Pbsz => Reply::new(200, "PBSZ=0"),
@@ -382,7 +401,14 @@ where
         Reply::multi(211, "FTP server status:", body.into_iter().map(String::into_bytes).collect(), "End of status")
     }
 
-    fn pasv(&mut self) -> Reply {
+    /// Forgets the data setup; a passive listener is closed before this returns.
+    pub(crate) async fn drop_data(&mut self) {
+        if let Some(DataSetup::Passive(wait)) = self.data.take() {
+            wait.close().await;
+        }
+    }
+
+    async fn pasv(&mut self) -> Reply {
         if self.epsv_all {
             return Reply::new(501, "PASV refused after EPSV ALL; use EPSV");
         }
@@ -390,14 +416,14 @@ where
         let IpAddr::V4(v4) = announce else {
             return Reply::new(425, "PASV needs an IPv4 address; use EPSV on this connection");
         };
-        self.data = None;
+        self.drop_data().await;
         match data::listen(&self.svc.ports, self.local.ip()) {
             Ok(l) => Reply::new(227, format_pasv(v4, self.wait_passive(l))),
             Err(r) => r,
         }
     }
 
-    fn epsv(&mut self, arg: EpsvArg) -> Reply {
+    async fn epsv(&mut self, arg: EpsvArg) -> Reply {
         let ours = if canonical(self.local.ip()).is_ipv4() { 1 } else { 2 };
         match arg {
             EpsvArg::All => {
@@ -409,7 +435,7 @@ where
             }
             EpsvArg::Proto(_) | EpsvArg::Any => {}
         }
-        self.data = None;
+        self.drop_data().await;
         match data::listen(&self.svc.ports, self.local.ip()) {
             Ok(l) => Reply::new(229, format_epsv(self.wait_passive(l))),
             Err(r) => r,
@@ -433,7 +459,7 @@ where
         })
     }
 
-    fn port(&mut self, target: SocketAddr) -> Reply {
+    async fn port(&mut self, target: SocketAddr) -> Reply {
         if self.epsv_all {
             return Reply::new(501, "PORT and EPRT refused after EPSV ALL; use EPSV");
         }
@@ -441,6 +467,7 @@ where
             tracing::warn!(user = self.user_name(), client = %self.client, target = %target, "refused an active data connection: {}", r.text());
             return r;
         }
+        self.drop_data().await;
         self.data = Some(DataSetup::Active(target));
         Reply::new(200, "PORT command successful; consider using PASV")
     }

@@ -77,10 +77,60 @@ forward_io!(Control<S>, Plain, Tls, where S: AsyncRead + AsyncWrite + Unpin);
 /// The TCP side of a TLS data connection, read through a large buffer: rustls reads at most 4 KiB at a
 /// time from its transport, which would cost a system call per 4 KiB of an upload; through this buffer
 /// the kernel is asked for up to [`TLS_READ_BUFFER`] at once.
-pub(crate) type TlsTransport = BufReader<TcpStream>;
+pub(crate) type TlsTransport = BufReader<HandshakeTcp>;
 
 pub(crate) fn tls_transport(tcp: TcpStream) -> TlsTransport {
-    BufReader::with_capacity(TLS_READ_BUFFER, tcp)
+    BufReader::with_capacity(TLS_READ_BUFFER, HandshakeTcp { tcp, quickack: true })
+}
+
+/// A data connection's TCP stream that acknowledges what it reads at once while the TLS handshake runs.
+///
+/// GnuTLS clients (lftp) send TLS 1.3's ChangeCipherSpec and Finished in two writes without TCP_NODELAY,
+/// so Nagle holds the Finished until the CCS is acknowledged, and Linux, having just sent the server's
+/// flight, delays that ACK by 40 ms: 40 ms on every transfer. Setting TCP_QUICKACK after each read sends
+/// a pending ACK immediately. Turned off once the handshake is done.
+pub(crate) struct HandshakeTcp {
+    tcp: TcpStream,
+    pub(crate) quickack: bool,
+}
+
+impl AsyncRead for HandshakeTcp {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if this.quickack && matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            // Best effort: without it the handshake is only slower.
+            let _ = rustix::net::sockopt::set_tcp_quickack(&this.tcp, true);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for HandshakeTcp {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 /// A data connection.

@@ -92,10 +92,11 @@ pub(crate) async fn accept_data(
     let id = tls.id;
     let accept =
         TlsAcceptor::from(Arc::new(config)).accept_with(tls_transport(tcp), |conn| conn.set_resumption_data(&id));
-    let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept)
+    let mut stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept)
         .await
         .map_err(|_| DataTlsError::Handshake(timed_out()))?
         .map_err(DataTlsError::Handshake)?;
+    stream.get_mut().0.get_mut().quickack = false;
     if let Some(sessions) = tls.require_reuse {
         match resumed_id(stream.get_ref().1, &seen) {
             Some(resumed) if sessions.may_use(&id, &resumed) => {}

@@ -34,8 +34,18 @@ pub(crate) enum StoreKind {
 /// What goes over the data connection.
 enum Job {
     Listing(Vec<u8>),
-    Download { file: Box<dyn FileHandle>, offset: u64, path: VPath },
-    Upload { file: Box<dyn FileHandle>, offset: u64, path: VPath },
+    Download {
+        file: Box<dyn FileHandle>,
+        offset: u64,
+        path: VPath,
+    },
+    /// `atomic`: the upload replaces the file only when complete (STOR without REST, STOU).
+    Upload {
+        file: Box<dyn FileHandle>,
+        offset: u64,
+        path: VPath,
+        atomic: bool,
+    },
 }
 
 /// How the bytes moved.
@@ -68,7 +78,6 @@ where
             return Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first"));
         }
         if self.prot != ProtLevel::Private && self.login.mode() != FtpMode::Plain {
-            self.data = None;
             return Err(Reply::new(521, "Data connections must be encrypted: send PBSZ 0 and PROT P first"));
         }
         Ok(())
@@ -76,14 +85,14 @@ where
 
     /// Answers `r` and forgets the data setup (one PASV/PORT serves one transfer command).
     async fn refuse(&mut self, r: Reply) -> Flow {
-        self.data = None;
+        self.drop_data().await;
         self.send(r).await
     }
 
     pub(crate) async fn list(&mut self, kind: ListKind, arg: Option<Vec<u8>>) -> Flow {
         self.rest = 0;
         if let Err(r) = self.data_ready() {
-            return self.send(r).await;
+            return self.refuse(r).await;
         }
         let lines = match self.vfs() {
             Ok(vfs) => listing(&*vfs, &self.cwd, arg.as_deref(), kind, self.user_name(), &self.facts).await,
@@ -104,7 +113,7 @@ where
     pub(crate) async fn retr(&mut self, arg: &[u8]) -> Flow {
         let offset = std::mem::take(&mut self.rest);
         if let Err(r) = self.data_ready() {
-            return self.send(r).await;
+            return self.refuse(r).await;
         }
         let opened = async {
             let path = self.resolve(arg)?;
@@ -133,7 +142,7 @@ where
     pub(crate) async fn store(&mut self, kind: StoreKind, arg: Option<&[u8]>) -> Flow {
         let rest = std::mem::take(&mut self.rest);
         if let Err(r) = self.data_ready() {
-            return self.send(r).await;
+            return self.refuse(r).await;
         }
         let opened = match kind {
             StoreKind::Stou => self.open_unique(arg).await,
@@ -169,7 +178,8 @@ where
             _ => Reply::new(150, "Ok to send data"),
         };
         let offset = if kind == StoreKind::Stor { rest } else { 0 };
-        self.transfer(Job::Upload { file, offset, path }, opening).await
+        let atomic = kind == StoreKind::Stou || (kind == StoreKind::Stor && rest == 0);
+        self.transfer(Job::Upload { file, offset, path, atomic }, opening).await
     }
 
     /// STOU: a new file that did not exist, named after the argument (`name`, `name.1`, ...) or `stou.N`.
@@ -242,6 +252,11 @@ where
             Job::Listing(_) => (None, false),
             Job::Download { path, .. } | Job::Upload { path, .. } => (Some(path.clone()), true),
         };
+        let outcome = match &job {
+            Job::Upload { atomic: true, .. } => "; the upload was discarded, the previous file is kept",
+            Job::Upload { atomic: false, .. } => "; the bytes received so far were kept (resume with REST)",
+            _ => "",
+        };
         let _guard = is_file.then(|| FileGuard::new(&self.svc.activity));
         let started = Instant::now();
         let progress = AtomicU64::new(0);
@@ -261,7 +276,7 @@ where
                     bytes_read,
                     bytes_written,
                     duration_ms = ms,
-                    "transfer interrupted: {why}"
+                    "transfer interrupted: {why}{outcome}"
                 );
             }
         };

@@ -242,6 +242,8 @@ async fn session_reuse_required() {
         }
         let (_, last) = c.upload("STOR y", b"up").await;
         assert_eq!(last.code, 226, "tls12 = {tls12}");
+        let (first, got, last) = c.download_eager("RETR x").await;
+        assert_eq!((first.code, got.as_slice(), last.code), (150, &b"data"[..], 226), "eager, tls12 = {tls12}");
         // A fresh TLS configuration has no session to resume: refused.
         c.tls = common::client_tls(tls12);
         let port = c.epsv().await;
@@ -333,4 +335,67 @@ async fn transfer_needs_prot_p_on_tls_listener() {
     let r = c.cmd("LIST").await;
     assert_eq!(r.code, 521, "{r:?}");
     assert_eq!(c.cmd("LIST").await.code, 425, "the data setup was used up");
+}
+
+#[tokio::test]
+async fn login_and_idle_timeouts() {
+    let mut s = settings();
+    s.login_timeout = Duration::from_millis(300);
+    s.idle_timeout = Duration::from_millis(600);
+    let srv = start(FtpMode::Explicit, s).await;
+    let (mut c, _) = Client::connect(srv.addr).await;
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(c.try_read_reply().await.is_none());
+    let mut c = Client::login(srv.addr).await;
+    assert_eq!(c.cmd("NOOP").await.code, 200, "logged in: the login timeout no longer applies");
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(r.text.contains("Timeout"), "{r:?}");
+}
+
+#[tokio::test]
+async fn passive_range_exhausted() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    let port = probe.local_addr().expect("addr").port();
+    drop(probe);
+    let mut s = settings();
+    s.passive_ports = (port, port);
+    let srv = start(FtpMode::Explicit, s).await;
+    let mut a = Client::login(srv.addr).await;
+    assert_eq!(a.epsv().await, port);
+    let mut b = Client::login(srv.addr).await;
+    let r = b.cmd("EPSV").await;
+    assert_eq!(r.code, 425, "{r:?}");
+    assert!(r.text.contains("No passive port available (all 1 ports of the range are in use)"), "{r:?}");
+    // A new PASV of the holder replaces its listener, so the port is free again for it.
+    assert_eq!(a.epsv().await, port);
+    assert_eq!(a.cmd("ABOR").await.code, 225);
+    assert_eq!(b.epsv().await, port, "ABOR released the listener");
+}
+
+#[tokio::test]
+async fn data_connection_from_another_address_is_closed() {
+    let srv = start(FtpMode::Explicit, settings()).await;
+    std::fs::write(srv.home.join("f"), b"mine").expect("seed");
+    let mut c = Client::login(srv.addr).await;
+    let port = c.epsv().await;
+    // Someone else (127.0.0.2) grabs the passive port first: the server closes it and keeps waiting.
+    let intruder = tokio::net::TcpSocket::new_v4().expect("socket");
+    intruder.bind("127.0.0.2:0".parse().expect("addr")).expect("bind 127.0.0.2");
+    let mut stolen = intruder.connect((srv.addr.ip(), port).into()).await.expect("connect");
+    let mut sink = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), stolen.read_to_end(&mut sink)).await.expect("closed soon");
+    assert!(n.is_err() || sink.is_empty(), "the intruder gets nothing");
+    let tcp = TcpStream::connect((srv.addr.ip(), port)).await.expect("data");
+    c.send_raw(b"RETR f\r\n").await;
+    assert_eq!(c.read_reply().await.code, 150);
+    let mut data = tokio_rustls::TlsConnector::from(c.tls.clone())
+        .connect(rustls::pki_types::ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.expect("read");
+    assert_eq!(got, b"mine");
+    assert_eq!(c.read_reply().await.code, 226);
 }

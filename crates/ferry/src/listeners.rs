@@ -1,4 +1,5 @@
-//! What each listener serves, and its accept loop.
+//! What each listener serves, its accept loop, and protocol detection for listeners that serve several
+//! protocols on one port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,40 +8,90 @@ use std::time::Duration;
 use ferry_config::{limits, ListenerSpec, Protocol};
 use ferry_ftp::{FtpMode, FtpService};
 use ferry_sftp::SshService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::detect::{classify, Opening};
+use crate::prefixed::{Prefixed, Sniffer};
 use crate::CliError;
 
-/// The one protocol family a listener serves.
+/// What a listener serves. A listener with one protocol behaves exactly as that protocol's standard says;
+/// with several, the client's first bytes (or its silence) decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerKind {
-    Sftp,
-    Ftp(FtpMode),
+pub struct ListenerKind {
+    pub sftp: bool,
+    /// Explicit FTPS (`Explicit`), or explicit FTPS that also accepts logins without TLS (`Plain`).
+    pub explicit: Option<FtpMode>,
+    pub implicit: bool,
 }
 
 impl ListenerKind {
-    /// Maps a listener's protocol list to what serves it. `ftps,ftp` (or `ftp` alone) is an explicit-FTPS
-    /// listener that also accepts logins without TLS.
+    /// `ftps,ftp` (or `ftp` alone) is an explicit-FTPS listener that also accepts logins without TLS.
     pub fn of(spec: &ListenerSpec) -> Result<ListenerKind, CliError> {
-        use Protocol::*;
-        match spec.protocols.as_slice() {
-            [Sftp] => Ok(ListenerKind::Sftp),
-            [Ftps] => Ok(ListenerKind::Ftp(FtpMode::Explicit)),
-            [FtpsImplicit] => Ok(ListenerKind::Ftp(FtpMode::Implicit)),
-            [Ftp] | [Ftps, Ftp] => Ok(ListenerKind::Ftp(FtpMode::Plain)),
-            _ => Err(CliError::usage(
-                format!("listener {spec}: serving several protocols on one port (protocol detection) is not built yet"),
-                "give each protocol its own address, e.g. --listen sftp=0.0.0.0:2222 --listen ftps=0.0.0.0:2121",
-            )),
+        let has = |p| spec.protocols.contains(&p);
+        let explicit = if has(Protocol::Ftp) {
+            Some(FtpMode::Plain)
+        } else if has(Protocol::Ftps) {
+            Some(FtpMode::Explicit)
+        } else {
+            None
+        };
+        let kind = ListenerKind { sftp: has(Protocol::Sftp), explicit, implicit: has(Protocol::FtpsImplicit) };
+        if !kind.sftp && kind.explicit.is_none() && !kind.implicit {
+            return Err(CliError::usage(
+                format!("listener {spec} serves no protocol"),
+                "for example --listen sftp=0.0.0.0:2222",
+            ));
+        }
+        Ok(kind)
+    }
+
+    pub fn plain_ftp(&self) -> bool {
+        self.explicit == Some(FtpMode::Plain)
+    }
+
+    fn serves(&self, o: Opening) -> bool {
+        match o {
+            Opening::Ssh => self.sftp,
+            Opening::TlsClientHello => self.implicit,
+            Opening::FtpCommand => self.explicit.is_some() || self.implicit,
+            _ => false,
         }
     }
 }
 
-/// The services connections are handed to.
+/// Where each protocol is served, for hints that send a client to the right port.
+#[derive(Debug, Default)]
+pub struct Directory(pub Vec<(Protocol, SocketAddr)>);
+
+impl Directory {
+    fn where_is(&self, p: Protocol) -> String {
+        let addrs: Vec<String> = self.0.iter().filter(|(q, _)| *q == p).map(|(_, a)| a.to_string()).collect();
+        let name = match p {
+            Protocol::Sftp => "SFTP",
+            Protocol::Ftps => "explicit FTPS",
+            Protocol::FtpsImplicit => "implicit FTPS",
+            Protocol::Ftp => "plain FTP",
+        };
+        if addrs.is_empty() {
+            format!("no listener of this server serves {name}")
+        } else {
+            format!("{name} is served on {}", addrs.join(", "))
+        }
+    }
+}
+
+/// The services connections are handed to, and what detection needs to know.
 pub struct Services {
     pub ssh: Arc<SshService>,
     pub ftp: Option<Arc<FtpService>>,
+    pub directory: Directory,
+    /// Silence this long means an FTP client waiting for the greeting.
+    pub detect_wait: Duration,
+    /// After the greeting on a port that also serves SFTP, silence this long means an SSH client that
+    /// waits for the server's version line.
+    pub ssh_wait: Duration,
 }
 
 /// Accepts connections on one listener until the task is aborted.
@@ -69,15 +120,195 @@ pub async fn accept_loop(
         let local = stream.local_addr().unwrap_or(addr);
         let services = services.clone();
         tokio::spawn(async move {
-            match kind {
-                ListenerKind::Sftp => services.ssh.clone().serve_connection(stream, peer).await,
-                ListenerKind::Ftp(mode) => {
-                    if let Some(ftp) = &services.ftp {
-                        ftp.clone().serve_connection(stream, peer, local, mode).await;
-                    }
-                }
-            }
+            serve(stream, peer, local, addr, kind, &services).await;
             drop(permit);
         });
     }
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listen: SocketAddr,
+    kind: ListenerKind,
+    svc: &Services,
+) {
+    // One protocol, nothing to detect: exactly as the standard says, no delay. The first bytes are only
+    // looked at afterwards, to tell the admin what a client that did not speak the protocol was.
+    let (sniffer, seen) = Sniffer::new(stream);
+    match (kind.sftp, kind.explicit, kind.implicit, &svc.ftp) {
+        (true, None, false, _) => svc.ssh.clone().serve_connection(sniffer, peer).await,
+        (false, Some(mode), false, Some(ftp)) => ftp.clone().serve_connection(sniffer, peer, local, mode).await,
+        _ => return detect_and_serve(sniffer.into_inner(), peer, local, listen, kind, svc).await,
+    }
+    let first = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let opening = classify(&first);
+    if !first.is_empty() && !matches!(opening, Opening::NeedMore) && !kind.serves(opening) {
+        hint_wrong_protocol(opening, peer, listen, svc, "single-protocol");
+    }
+}
+
+/// Reads what the client sends first, for up to `wait`, until the bytes say which protocol it is.
+async fn first_bytes(stream: &mut TcpStream, wait: Duration) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut chunk = [0u8; 64];
+    while buf.len() < 64 && classify(&buf) == Opening::NeedMore {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+async fn detect_and_serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listen: SocketAddr,
+    kind: ListenerKind,
+    svc: &Services,
+) {
+    let Ok(first) = first_bytes(&mut stream, svc.detect_wait).await else { return };
+    if first.is_empty() {
+        return served_silent_client(stream, peer, local, listen, kind, svc).await;
+    }
+    // A client that has started to speak gets a little longer to finish its first line.
+    let mut first = first;
+    if classify(&first) == Opening::NeedMore {
+        match first_bytes(&mut stream, Duration::from_secs(1)).await {
+            Ok(more) => first.extend_from_slice(&more),
+            Err(_) => return,
+        }
+    }
+    dispatch(stream, first, peer, local, listen, kind, svc, false).await;
+}
+
+/// A client that says nothing: an FTP client waiting for the greeting, or an SSH client waiting for the
+/// server's version line. Greet it as FTP; if it then answers with an SSH version line (RFC 4253 lets a
+/// server send text lines before its version, and SSH clients skip them) or stays silent, serve SFTP.
+async fn served_silent_client(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listen: SocketAddr,
+    kind: ListenerKind,
+    svc: &Services,
+) {
+    let ftp_here = kind.explicit.is_some() || kind.implicit;
+    if !ftp_here {
+        // Only SFTP is left to try (a port serving SFTP and nothing FTP is never detected).
+        return svc.ssh.clone().serve_connection(stream, peer).await;
+    }
+    if kind.implicit && kind.explicit.is_none() {
+        tracing::info!(
+            client = %peer, listener = %listen,
+            "hint: client sent nothing to the implicit FTPS port: it waits for a greeting, as explicit FTPS clients (and Python's ftplib.FTP_TLS) do; serving it explicit FTPS, AUTH TLS required"
+        );
+    }
+    if stream.write_all(ferry_ftp::GREETING).await.is_err() {
+        return;
+    }
+    if kind.sftp {
+        match first_bytes(&mut stream, svc.ssh_wait).await {
+            Ok(b) if b.is_empty() => return svc.ssh.clone().serve_connection(stream, peer).await,
+            Ok(b) if classify(&b) == Opening::Ssh => {
+                return svc.ssh.clone().serve_connection(Prefixed::new(b, stream), peer).await
+            }
+            Ok(b) => return dispatch(stream, b, peer, local, listen, kind, svc, true).await,
+            Err(_) => return,
+        }
+    }
+    if let Some(ftp) = &svc.ftp {
+        let mode = kind.explicit.unwrap_or(FtpMode::Explicit);
+        ftp.clone().serve_greeted(stream, peer, local, mode).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    mut stream: TcpStream,
+    first: Vec<u8>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listen: SocketAddr,
+    kind: ListenerKind,
+    svc: &Services,
+    greeted: bool,
+) {
+    let opening = classify(&first);
+    if !kind.serves(opening) || (opening == Opening::FtpCommand && svc.ftp.is_none()) {
+        return refuse(stream, opening, peer, listen, svc, greeted).await;
+    }
+    match opening {
+        Opening::Ssh => svc.ssh.clone().serve_connection(Prefixed::new(first, stream), peer).await,
+        Opening::TlsClientHello => {
+            if let Some(ftp) = &svc.ftp {
+                ftp.clone().serve_connection(Prefixed::new(first, stream), peer, local, FtpMode::Implicit).await;
+            }
+        }
+        _ => {
+            if let Some(ftp) = &svc.ftp {
+                let mode = kind.explicit.unwrap_or(FtpMode::Explicit);
+                if greeted {
+                    ftp.clone().serve_greeted(Prefixed::new(first, stream), peer, local, mode).await;
+                } else {
+                    // An FTP client that spoke before the greeting: greet it now, then read what it sent.
+                    if stream.write_all(ferry_ftp::GREETING).await.is_err() {
+                        return;
+                    }
+                    ftp.clone().serve_greeted(Prefixed::new(first, stream), peer, local, mode).await;
+                }
+            }
+        }
+    }
+}
+
+/// A client speaking a protocol this listener does not serve: one hint line for the admin, and the
+/// clearest message its protocol allows for the person at the client.
+async fn refuse(
+    mut stream: TcpStream,
+    opening: Opening,
+    peer: SocketAddr,
+    listen: SocketAddr,
+    svc: &Services,
+    greeted: bool,
+) {
+    let to_client: &[u8] = match opening {
+        // An SSH client shows the text of a line that is not its version line only in debug output;
+        // closing is all it understands, so the admin hint carries the explanation.
+        Opening::Ssh => b"This port does not serve SFTP.\r\n",
+        Opening::FtpCommand => b"530 This port does not serve FTP.\r\n",
+        Opening::Http => b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nThis port serves file transfer (SFTP/FTPS), not HTTP.\r\n",
+        // A TLS client understands only TLS alerts; closing says as much.
+        _ => b"",
+    };
+    hint_wrong_protocol(opening, peer, listen, svc, if greeted { "after the FTP greeting" } else { "multi-protocol" });
+    if !to_client.is_empty() {
+        let _ = stream.write_all(to_client).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The one log line an admin gets about a client on the wrong port: what it was, and where to send it.
+fn hint_wrong_protocol(opening: Opening, peer: SocketAddr, listen: SocketAddr, svc: &Services, how: &str) {
+    let (it_is, wanted) = match opening {
+        Opening::TlsClientHello => {
+            ("a TLS ClientHello: it is an implicit FTPS client (or HTTPS)", Some(Protocol::FtpsImplicit))
+        }
+        Opening::Ssh => ("an SSH identification line: it is an SFTP/SSH client", Some(Protocol::Sftp)),
+        Opening::FtpCommand => ("an FTP command: it is an FTP client", Some(Protocol::Ftps)),
+        Opening::Http => ("an HTTP request: it is a web browser or HTTP client", None),
+        _ => ("bytes of no protocol Ferry knows", None),
+    };
+    let where_to = wanted.map(|p| format!("; {}", svc.directory.where_is(p))).unwrap_or_default();
+    tracing::info!(
+        client = %peer, listener = %listen, detection = how,
+        "hint: client {} sent {it_is}, which listener {listen} does not serve{where_to}",
+        peer.ip()
+    );
 }

@@ -4,10 +4,12 @@
 mod bootstrap;
 mod cli;
 mod config_cmd;
+mod detect;
 mod firewall;
 mod hostkeys;
 mod listeners;
 mod logging;
+mod prefixed;
 mod serve;
 mod user_cmd;
 

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use ferry_auth::{generate_password, UserStore};
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
-use ferry_ftp::{FtpMode, FtpService, FtpSettings};
+use ferry_ftp::{FtpService, FtpSettings};
 use ferry_sftp::{Activity, SshService, SshSettings};
 use ferry_tls::TlsStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::listeners::{accept_loop, ListenerKind, Services};
+use crate::listeners::{accept_loop, Directory, ListenerKind, Services};
 
 use crate::bootstrap::{self, create_home, default_home, open_store};
 use crate::cli::{GlobalArgs, ServeArgs};
@@ -153,7 +153,7 @@ async fn serve(
         Arc::new(FtpService::new(settings, store.clone(), tls.clone(), activity.clone()))
     });
     for (_, kind, _, addr) in &bound {
-        if *kind == ListenerKind::Ftp(FtpMode::Plain) {
+        if kind.plain_ftp() {
             tracing::warn!(listener = %addr, "plain FTP is on: user names and passwords on this listener may cross the network in clear text");
         }
     }
@@ -189,7 +189,16 @@ async fn serve(
     println!("ready");
 
     let connections = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
-    let services = Arc::new(Services { ssh, ftp });
+    let directory = Directory(
+        bound.iter().flat_map(|(protocols, _, _, addr)| protocols.iter().map(move |p| (*p, *addr))).collect(),
+    );
+    let services = Arc::new(Services {
+        ssh,
+        ftp,
+        directory,
+        detect_wait: config.server.detection_wait,
+        ssh_wait: limits::SSH_AFTER_GREETING_WAIT,
+    });
     let mut accepts = JoinSet::new();
     for (_, kind, listener, addr) in bound {
         accepts.spawn(accept_loop(listener, addr, kind, services.clone(), connections.clone()));

@@ -313,6 +313,26 @@ impl Client {
         (first, bytes, last)
     }
 
+    /// Like [`Client::download`], but starts the TLS handshake right after connecting, before sending the
+    /// command, as curl does.
+    pub async fn download_eager(&mut self, command: &str) -> (Resp, Vec<u8>, Resp) {
+        let port = self.epsv().await;
+        let tcp = TcpStream::connect((self.addr.ip(), port)).await.expect("data connect");
+        let connector = TlsConnector::from(self.tls.clone());
+        let handshake =
+            tokio::spawn(async move { connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await });
+        // Give the ClientHello time to arrive before the command.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.send_raw(format!("{command}\r\n").as_bytes()).await;
+        let first = self.read_reply().await;
+        let mut data = handshake.await.expect("join").expect("data handshake");
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).await.expect("read data (clean TLS close)");
+        drop(data);
+        let last = self.read_reply().await;
+        (first, bytes, last)
+    }
+
     /// Runs a download command whose data connection the server refuses after the TLS handshake (session
     /// reuse): returns the 150 and the 425 that follows it.
     pub async fn download_expect_refusal(&mut self, command: &str) -> (Resp, Resp, ()) {
