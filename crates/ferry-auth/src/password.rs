@@ -28,6 +28,54 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
+/// Threads that run argon2 verifications for the server. argon2id allocates 19 MiB per check; glibc keeps
+/// such memory in the arena of the thread that freed it, so checks spread over many blocking-pool threads
+/// left hundreds of MiB resident. Two fixed threads bound that to two arenas (and two cores' worth of
+/// CPU, which is all this machine class has anyway).
+const VERIFY_THREADS: usize = 2;
+
+type VerifyJob = (String, String, std::sync::mpsc::SyncSender<bool>);
+
+fn verify_queue() -> Option<&'static std::sync::Mutex<std::sync::mpsc::Sender<VerifyJob>>> {
+    static QUEUE: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<VerifyJob>>>> =
+        std::sync::OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<VerifyJob>();
+            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+            for i in 0..VERIFY_THREADS {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new().name(format!("ferry-argon2-{i}")).spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((password, hash, reply)) = job else { return };
+                    let _ = reply.send(verify_password(&password, &hash));
+                });
+                if spawned.is_err() {
+                    return None;
+                }
+            }
+            Some(std::sync::Mutex::new(tx))
+        })
+        .as_ref()
+}
+
+/// [`verify_password`] on one of the dedicated argon2 threads; blocks the caller until it is done.
+/// Falls back to verifying on the calling thread if the workers cannot be started.
+pub fn verify_password_bounded(password: &str, phc: &str) -> bool {
+    let Some(queue) = verify_queue() else {
+        return verify_password(password, phc);
+    };
+    let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
+    let sent = queue.lock().map(|q| q.send((password.to_string(), phc.to_string(), reply_tx)).is_ok()).unwrap_or(false);
+    if !sent {
+        return verify_password(password, phc);
+    }
+    reply_rx.recv().unwrap_or(false)
+}
+
 /// A random password of 20 characters from an alphabet without look-alikes (no 0/O, 1/l/I): about 115
 /// bits, easy to read out loud.
 pub fn generate_password() -> String {
@@ -47,6 +95,13 @@ mod tests {
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("s3cret ", &h));
         assert!(!verify_password("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn bounded_verification_agrees() {
+        let h = hash_password("pw").expect("hash");
+        assert!(verify_password_bounded("pw", &h));
+        assert!(!verify_password_bounded("wrong", &h));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use russh::keys::PublicKey;
 
 use crate::error::DbContext;
-use crate::{hash_password, validate_username, verify_password, AuthError};
+use crate::password::verify_password_bounded;
+use crate::{hash_password, validate_username, AuthError};
 
 /// A user as the servers need them at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +192,7 @@ impl UserStore {
             .ctx("checking password")
         })?;
         let hash = row.flatten();
-        let ok = verify_password(password, hash.as_deref().unwrap_or(dummy_hash())) && hash.is_some();
+        let ok = verify_password_bounded(password, hash.as_deref().unwrap_or(dummy_hash())) && hash.is_some();
         if ok {
             self.get(name)
         } else {

@@ -39,6 +39,38 @@ pub enum Command {
     Config(ConfigCmd),
     /// Print the firewall rules the configuration needs (listeners and the FTPS passive range)
     Firewall(FirewallArgs),
+    /// Tell what a host:port really speaks (SSH, FTP, implicit TLS) and what is wrong with it
+    #[command(after_help = PROBE_HELP)]
+    Probe(ProbeArgs),
+}
+
+const PROBE_HELP: &str = "Each port is tried three ways: waiting for a greeting, opening with a TLS ClientHello, and
+opening with an SSH version line, so a port that serves several protocols is reported with all of them.
+Exit status 0 only when every check passed. FAIL: nothing listens or answers, nothing identified, only weak
+algorithms, an FTP server without AUTH TLS, a failed TLS handshake, an expired certificate, a CA-signed
+certificate for another name, or any failed login/transfer check. warn: weak algorithms beside good ones, a
+self-signed certificate, a certificate expiring within 14 days.";
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// HOST[:PORT]; without a port: 22, 21 and 990
+    #[arg(required = true, value_name = "HOST[:PORT]")]
+    pub targets: Vec<String>,
+    /// Log in as this user and list, upload, download and remove a small test file
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Read the password from standard input (one line)
+    #[arg(long, requires = "user")]
+    pub password_stdin: bool,
+    /// An unencrypted OpenSSH private key for SFTP logins
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub key: Option<PathBuf>,
+    /// Seconds to wait for each connection and answer
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    /// Print JSON for scripts instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

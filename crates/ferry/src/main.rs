@@ -10,6 +10,7 @@ mod hostkeys;
 mod listeners;
 mod logging;
 mod prefixed;
+mod probe_cmd;
 mod serve;
 mod user_cmd;
 
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         Command::User(cmd) => user_cmd::run(&cli.global, cmd),
         Command::Config(cmd) => config_cmd::run(&cli.global, cmd),
         Command::Firewall(args) => firewall::run(&cli.global, args),
+        Command::Probe(args) => probe_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
