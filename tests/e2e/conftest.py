@@ -744,38 +744,18 @@ def ftps_server_factory(ferry: Path, tmp_path: Path):
 # --------------------------------------------------------------------------------------------------
 # `ferry probe` and the foreign servers it is tested against (OpenSSH sshd, vsftpd, Linux users)
 
-PROBE_EXAMPLE = REPO_ROOT / "target" / "release" / "examples" / "probe"
 FOREIGN_READY_TIMEOUT = 15.0  # seconds for sshd / vsftpd to accept connections
 
 
-def _ferry_has_probe(ferry_bin: Path) -> bool:
-    if not ferry_bin.is_file():
-        return False
-    with contextlib.suppress(Exception):
-        proc = subprocess.run([str(ferry_bin), "probe", "--help"], capture_output=True, timeout=30, env=clean_env())
-        return proc.returncode == 0
-    return False
-
-
 @pytest.fixture(scope="session")
-def probe_cmd() -> list[str]:
-    """The command that runs `ferry probe`: `$FERRY_PROBE_CMD` (split on spaces), else `ferry probe` when the
-    binary has the subcommand, else the crate's example `target/release/examples/probe` (built on demand)."""
+def probe_cmd(ferry: Path) -> list[str]:
+    """The command that runs the probe: `ferry probe`, or `$FERRY_PROBE_CMD` (split on spaces)."""
     if os.environ.get("FERRY_PROBE_CMD"):
         return os.environ["FERRY_PROBE_CMD"].split()
-    if _ferry_has_probe(ferry_path()):
-        return [str(ferry_path()), "probe"]
-    # `cargo build` of the binary does not build examples: build it here (a no-op when it is fresh).
-    build = None
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        build = subprocess.run(
-            ["cargo", "build", "--release", "-p", "ferry-probe", "--example", "probe"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
-        )
-    if not PROBE_EXAMPLE.is_file():
-        err = build.stderr[-4000:] if build is not None else "cargo not found"
-        pytest.fail(f"no `ferry probe` and cannot build the probe example:\n{err}", pytrace=False)
-    return [str(PROBE_EXAMPLE)]
+    proc = subprocess.run([str(ferry), "probe", "--help"], capture_output=True, text=True, timeout=30, env=clean_env())
+    if proc.returncode != 0:
+        pytest.fail(f"`{ferry} probe --help` failed: is the binary older than the probe?\n{proc.stderr}", pytrace=False)
+    return [str(ferry), "probe"]
 
 
 def run_probe(probe_cmd: Sequence[str], *args: str, input: Optional[str] = None, timeout: float = 120.0):

@@ -1,8 +1,4 @@
-"""`ferry probe`: what a port speaks and what is wrong, against Ferry, OpenSSH sshd, vsftpd and odd ports.
-
-The probe runs as `ferry probe` once the binary has the subcommand, else as the crate's example
-(`target/release/examples/probe`, same arguments); see the `probe_cmd` fixture.
-"""
+"""`ferry probe`: what a port speaks and what is wrong, against Ferry, OpenSSH sshd, vsftpd and odd ports."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ferry_vfs::{DirEntry, FileHandle, FsError, OpenOptions, VPath, Vfs};
 
 use crate::attrs_map::{to_attrs, to_set_attrs};
-use crate::proto::{longname, Extended, OpenFlags, Request, Response, StatusCode, StatvfsReply};
+use crate::proto::{Extended, OpenFlags, Request, Response, StatusCode, StatvfsReply};
 use crate::proto::{MAX_OPEN_HANDLES, MAX_PACKET_LEN, MAX_READ_LEN, READDIR_BATCH};
 use crate::status::fs_error;
 
@@ -340,9 +340,8 @@ pub(crate) async fn handle_request(ctx: &SessionCtx, slot: &mut Option<OpenHandl
                 .entries
                 .drain(..n)
                 .map(|e| {
-                    let attrs = to_attrs(&e.metadata);
-                    let long = longname(&e.name, &attrs, e.metadata.nlink.unwrap_or(1), &ctx.user, &ctx.user, now);
-                    (e.name, long, attrs)
+                    let long = ferry_vfs::listing::ls_line(&e.name, &e.metadata, &ctx.user, now);
+                    (e.name, long, to_attrs(&e.metadata))
                 })
                 .collect();
             Response::Name { id, entries }

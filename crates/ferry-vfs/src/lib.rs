@@ -12,6 +12,7 @@
 
 pub mod activity;
 mod error;
+pub mod listing;
 mod path;
 mod types;
 

@@ -12,9 +12,7 @@ pub fn run(args: &ProbeArgs) -> Result<(), CliError> {
     let targets = args
         .targets
         .iter()
-        .map(|t| {
-            Target::parse(t).map_err(|e| CliError::usage(format!("{t}: {e}"), "give HOST, HOST:PORT or [IPv6]:PORT"))
-        })
+        .map(|t| Target::parse(t).map_err(|e| CliError::usage(e.to_string(), "give HOST, HOST:PORT or [IPv6]:PORT")))
         .collect::<Result<Vec<_>, _>>()?;
     let password = if args.password_stdin {
         let mut line = String::new();

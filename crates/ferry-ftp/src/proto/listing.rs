@@ -3,72 +3,14 @@
 
 use ferry_vfs::{FileKind, Metadata};
 
-use super::time::{format_timeval, ls_date};
+use super::time::format_timeval;
 
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-
-fn kind_bits(kind: FileKind) -> u32 {
-    match kind {
-        FileKind::Dir => S_IFDIR,
-        FileKind::Symlink => S_IFLNK,
-        FileKind::File | FileKind::Other => S_IFREG,
-    }
-}
-
-fn type_char(kind: FileKind) -> char {
-    match kind {
-        FileKind::Dir => 'd',
-        FileKind::Symlink => 'l',
-        FileKind::File => '-',
-        FileKind::Other => '-',
-    }
-}
-
-/// `drwxr-xr-x` from a kind and permission bits (setuid, setgid and sticky shown as `ls` does).
-pub fn perm_string(kind: FileKind, mode: u32) -> String {
-    let mode = mode | kind_bits(kind);
-    let mut s = String::with_capacity(10);
-    s.push(type_char(kind));
-    let bits = [0o400, 0o200, 0o100, 0o040, 0o020, 0o010, 0o004, 0o002, 0o001];
-    let letters = ['r', 'w', 'x', 'r', 'w', 'x', 'r', 'w', 'x'];
-    for (i, (bit, c)) in bits.iter().zip(letters).enumerate() {
-        let set = mode & bit != 0;
-        let special = match i {
-            2 => mode & 0o4000 != 0,
-            5 => mode & 0o2000 != 0,
-            8 => mode & 0o1000 != 0,
-            _ => false,
-        };
-        s.push(match (set, special, i) {
-            (true, true, 8) => 't',
-            (false, true, 8) => 'T',
-            (true, true, _) => 's',
-            (false, true, _) => 'S',
-            (true, false, _) => c,
-            (false, false, _) => '-',
-        });
-    }
-    s
-}
+pub use ferry_vfs::listing::perm_string;
 
 /// One LIST line, without the trailing CRLF: `-rw-r--r--    1 alice    alice        1234 Jan  1 00:00 name`,
 /// with ` -> target` for a symlink whose target is known.
 pub fn list_line(name: &[u8], meta: &Metadata, link_target: Option<&[u8]>, owner: &str, now: i64) -> Vec<u8> {
-    let default_mode = if meta.kind == FileKind::Dir { 0o755 } else { 0o644 };
-    let mode = meta.permissions.unwrap_or(default_mode) & 0o7777;
-    let mut out = format!(
-        "{} {:>4} {:<8} {:<8} {:>8} {} ",
-        perm_string(meta.kind, mode),
-        meta.nlink.unwrap_or(1),
-        owner,
-        owner,
-        meta.size,
-        ls_date(meta.mtime.unwrap_or(0), now)
-    )
-    .into_bytes();
-    out.extend_from_slice(name);
+    let mut out = ferry_vfs::listing::ls_line(name, meta, owner, now);
     if let (FileKind::Symlink, Some(target)) = (meta.kind, link_target) {
         out.extend_from_slice(b" -> ");
         out.extend_from_slice(target);

@@ -1,29 +1,7 @@
-//! Times as FTP writes them: `YYYYMMDDHHMMSS` in UTC (RFC 3659 MDTM, MLSx `modify`, MFMT), and the dates
-//! of `ls -l` lines. Civil-date arithmetic is Howard Hinnant's, to avoid a date dependency.
+//! Times as FTP writes them: `YYYYMMDDHHMMSS` in UTC (RFC 3659 MDTM, MLSx `modify`, MFMT). Civil dates and
+//! `ls -l` dates are shared with SFTP in `ferry_vfs::listing`.
 
-/// Civil date (year, month, day) from days since 1970-01-01.
-pub fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a civil date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use ferry_vfs::listing::{civil, days_from_civil, ls_date};
 
 /// `YYYYMMDDHHMMSS` (UTC) for seconds since the epoch.
 pub fn format_timeval(secs: i64) -> String {
@@ -51,20 +29,6 @@ pub fn parse_timeval(s: &[u8]) -> Option<i64> {
         return None; // 31 February and the like
     }
     Some(days * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// `ls -l` style date: "Mon dd hh:mm" within six months of `now`, "Mon dd  yyyy" otherwise.
-pub fn ls_date(mtime: i64, now: i64) -> String {
-    let (y, m, d) = civil(mtime.div_euclid(86_400));
-    let secs = mtime.rem_euclid(86_400);
-    let month = MONTHS[(m as usize).saturating_sub(1) % 12];
-    if (now - mtime).abs() < 182 * 86_400 {
-        format!("{month} {d:>2} {:02}:{:02}", secs / 3600, secs / 60 % 60)
-    } else {
-        format!("{month} {d:>2}  {y}")
-    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,12 @@
 
 mod attrs;
 mod frame;
-mod longname;
 mod request;
 mod response;
 mod wire;
 
 pub use attrs::FileAttrs;
 pub use frame::{split_frame, FrameError};
-pub use longname::longname;
 pub use request::{Extended, OpenFlags, Request};
 pub use response::{Response, StatvfsReply};
 pub use wire::DecodeError;
