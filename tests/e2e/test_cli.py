@@ -253,3 +253,33 @@ def test_sigterm_exits_zero_with_idle_client_connected(server):
         assert server.stop() == 0
     finally:
         t.close()
+
+
+def test_firewall_prints_rules_for_what_serve_would_open(ferry, data_dir, tmp_path):
+    """`ferry firewall` takes serve's options and opens exactly its listeners, plus the passive range
+    when an FTP listener exists."""
+    def fw(*args):
+        proc = subprocess.run(
+            [str(ferry), "--data-dir", str(data_dir), "firewall", *args],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20, env=clean_env(),
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    out = fw("--listen", "sftp=0.0.0.0:2022", "--listen", "ftps=192.0.2.10:21", "--passive-ports", "40000-40099")
+    assert re.search(r"^iptables -A INPUT -p tcp --dport 2022 .*SFTP", out, re.M), out
+    assert re.search(r"^iptables -A INPUT -p tcp -d 192\.0\.2\.10 --dport 21 .*explicit FTPS", out, re.M), out
+    assert re.search(r"--dport 40000:40099 .*passive", out, re.M), out
+    out = fw("--format", "nftables", "--listen", "sftp=[::]:22")
+    assert "tcp dport 22 ct state new accept" in out and "passive" not in out, out
+    out = fw("--format", "ufw", "--listen", "any=0.0.0.0:2222")
+    assert "ufw allow proto tcp to any port 2222" in out and "port 50000:51000" in out, out
+    # The same configuration file as serve.
+    conf = tmp_path / "ferry.toml"
+    conf.write_text('[server]\nlisteners = [ { protocols = "ftps-implicit", address = "0.0.0.0:990" } ]\npassive_ports = "60000-60010"\n')
+    proc = subprocess.run(
+        [str(ferry), "--data-dir", str(data_dir), "--config", str(conf), "firewall"],
+        capture_output=True, text=True, timeout=20, env=clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--dport 990 " in proc.stdout and "--dport 60000:60010 " in proc.stdout, proc.stdout
