@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::detect::{classify, Opening};
-use crate::prefixed::{Prefixed, Sniffer};
+use crate::prefixed::ClientStream;
 use crate::CliError;
 
 /// What a listener serves. A listener with one protocol behaves exactly as that protocol's standard says;
@@ -136,7 +136,7 @@ async fn serve(
 ) {
     // One protocol, nothing to detect: exactly as the standard says, no delay. The first bytes are only
     // looked at afterwards, to tell the admin what a client that did not speak the protocol was.
-    let (sniffer, seen) = Sniffer::new(stream);
+    let (sniffer, seen) = ClientStream::sniffing(stream);
     match (kind.sftp, kind.explicit, kind.implicit, &svc.ftp) {
         (true, None, false, _) => svc.ssh.clone().serve_connection(sniffer, peer).await,
         (false, Some(mode), false, Some(ftp)) => ftp.clone().serve_connection(sniffer, peer, local, mode).await,
@@ -217,7 +217,7 @@ async fn served_silent_client(
         match first_bytes(&mut stream, svc.ssh_wait).await {
             Ok(b) if b.is_empty() => return svc.ssh.clone().serve_connection(stream, peer).await,
             Ok(b) if classify(&b) == Opening::Ssh => {
-                return svc.ssh.clone().serve_connection(Prefixed::new(b, stream), peer).await
+                return svc.ssh.clone().serve_connection(ClientStream::replaying(b, stream), peer).await
             }
             Ok(b) => return dispatch(stream, b, peer, local, listen, kind, svc, true).await,
             Err(_) => return,
@@ -245,23 +245,25 @@ async fn dispatch(
         return refuse(stream, opening, peer, listen, svc, greeted).await;
     }
     match opening {
-        Opening::Ssh => svc.ssh.clone().serve_connection(Prefixed::new(first, stream), peer).await,
+        Opening::Ssh => svc.ssh.clone().serve_connection(ClientStream::replaying(first, stream), peer).await,
         Opening::TlsClientHello => {
             if let Some(ftp) = &svc.ftp {
-                ftp.clone().serve_connection(Prefixed::new(first, stream), peer, local, FtpMode::Implicit).await;
+                ftp.clone()
+                    .serve_connection(ClientStream::replaying(first, stream), peer, local, FtpMode::Implicit)
+                    .await;
             }
         }
         _ => {
             if let Some(ftp) = &svc.ftp {
                 let mode = kind.explicit.unwrap_or(FtpMode::Explicit);
                 if greeted {
-                    ftp.clone().serve_greeted(Prefixed::new(first, stream), peer, local, mode).await;
+                    ftp.clone().serve_greeted(ClientStream::replaying(first, stream), peer, local, mode).await;
                 } else {
                     // An FTP client that spoke before the greeting: greet it now, then read what it sent.
                     if stream.write_all(ferry_ftp::GREETING).await.is_err() {
                         return;
                     }
-                    ftp.clone().serve_greeted(Prefixed::new(first, stream), peer, local, mode).await;
+                    ftp.clone().serve_greeted(ClientStream::replaying(first, stream), peer, local, mode).await;
                 }
             }
         }
