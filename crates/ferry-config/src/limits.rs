@@ -20,11 +20,6 @@ pub const SSH_WINDOW_SIZE: u32 = 16 * 1024 * 1024;
 /// any SSH packet over about 256 KiB on the wire (a client sending one is disconnected), so stay well
 /// under that: a 256 KiB SFTP WRITE then arrives in two packets.
 pub const SSH_MAX_PACKET_SIZE: u32 = 128 * 1024;
-/// Bytes of SFTP input a session may have queued before it stops being served (a client that floods
-/// requests without reading replies); far above what any real client keeps in flight.
-pub const SFTP_MAX_QUEUED_INPUT: usize = 64 * 1024 * 1024;
-/// Reply bytes a session may have in flight before it stops starting new requests.
-pub const SFTP_MAX_INFLIGHT_REPLY: usize = 16 * 1024 * 1024;
 /// Default passive port range for FTPS data connections.
 pub const DEFAULT_PASSIVE_PORTS: (u16, u16) = (50000, 51000);
 /// On a listener serving several protocols: silence this long from a new client means an FTP client

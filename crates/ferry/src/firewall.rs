@@ -20,6 +20,17 @@ struct Opening {
     what: String,
 }
 
+impl Opening {
+    /// The port, or the range joined by `sep` (iptables and ufw want `:`, nftables `-`).
+    fn ports(&self, sep: char) -> String {
+        if self.first == self.last {
+            self.first.to_string()
+        } else {
+            format!("{}{sep}{}", self.first, self.last)
+        }
+    }
+}
+
 fn describe(protocols: &[Protocol]) -> String {
     let names: Vec<&str> = protocols
         .iter()
@@ -79,7 +90,7 @@ fn render(openings: &[Opening], format: FirewallFormat) -> String {
             for o in openings {
                 let cmd = if o.ipv6 { "ip6tables" } else { "iptables" };
                 let dest = o.addr.map(|a| format!(" -d {a}")).unwrap_or_default();
-                let port = if o.first == o.last { o.first.to_string() } else { format!("{}:{}", o.first, o.last) };
+                let port = o.ports(':');
                 s.push_str(&format!("# {}\n", o.what));
                 s.push_str(&format!(
                     "{cmd} -A INPUT -p tcp{dest} --dport {port} -m conntrack --ctstate NEW -j ACCEPT -m comment --comment \"{}\"\n",
@@ -95,7 +106,7 @@ fn render(openings: &[Opening], format: FirewallFormat) -> String {
                     Some(a) => format!("ip daddr {a} "),
                     None => String::new(),
                 };
-                let port = if o.first == o.last { o.first.to_string() } else { format!("{}-{}", o.first, o.last) };
+                let port = o.ports('-');
                 s.push_str(&format!(
                     "nft add rule inet filter input {dest}tcp dport {port} ct state new accept comment \"{}\"\n",
                     o.what.replace('"', "'")
@@ -106,7 +117,7 @@ fn render(openings: &[Opening], format: FirewallFormat) -> String {
             s.push_str("# Ferry: rules for ufw; run as root.\n");
             for o in openings {
                 let to = o.addr.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
-                let port = if o.first == o.last { o.first.to_string() } else { format!("{}:{}", o.first, o.last) };
+                let port = o.ports(':');
                 s.push_str(&format!(
                     "ufw allow proto tcp to {to} port {port} comment '{}'\n",
                     o.what.replace('\'', "")

@@ -231,7 +231,7 @@ async fn served_silent_client(
 
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
-    mut stream: TcpStream,
+    stream: TcpStream,
     first: Vec<u8>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -256,14 +256,13 @@ async fn dispatch(
         _ => {
             if let Some(ftp) = &svc.ftp {
                 let mode = kind.explicit.unwrap_or(FtpMode::Explicit);
+                let stream = ClientStream::replaying(first, stream);
                 if greeted {
-                    ftp.clone().serve_greeted(ClientStream::replaying(first, stream), peer, local, mode).await;
+                    ftp.clone().serve_greeted(stream, peer, local, mode).await;
                 } else {
-                    // An FTP client that spoke before the greeting: greet it now, then read what it sent.
-                    if stream.write_all(ferry_ftp::GREETING).await.is_err() {
-                        return;
-                    }
-                    ftp.clone().serve_greeted(ClientStream::replaying(first, stream), peer, local, mode).await;
+                    // An FTP client that spoke before the greeting: the session greets it, then reads what
+                    // it already sent.
+                    ftp.clone().serve_connection(stream, peer, local, mode).await;
                 }
             }
         }
