@@ -236,3 +236,39 @@ async fn long_names_still_upload() {
     put(&s.fs, &vp(&format!("/{name}")), b"x").await.unwrap();
     assert_eq!(read_all(&s.fs, &vp(&format!("/{name}"))).await.unwrap(), b"x");
 }
+
+/// Writes `chunks` MiB, each chunk filled with its own index, to an open upload.
+async fn write_mib_chunks(h: &dyn ferry_vfs::FileHandle, chunks: u8) {
+    for i in 0..chunks {
+        let chunk = bytes::Bytes::from(vec![i; 1 << 20]);
+        h.write_at(u64::from(i) << 20, chunk).await.unwrap();
+    }
+}
+
+// Uploads past the background-flush step (32 MiB) run flushes while later writes arrive, and replacing
+// an existing file first drops its page cache: neither may change what ends up on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_with_background_flushes_replaces_the_file_exactly() {
+    let s = scratch();
+    put(&s.fs, &vp("/big.bin"), &vec![0xAA; 3 << 20]).await.unwrap();
+    let h = s.fs.open(&vp("/big.bin"), put_opts()).await.unwrap();
+    write_mib_chunks(h.as_ref(), 72).await;
+    h.close().await.unwrap();
+    let data = std::fs::read(s.root.join("big.bin")).unwrap();
+    assert_eq!(data.len(), 72 << 20);
+    for (i, chunk) in data.chunks(1 << 20).enumerate() {
+        assert!(chunk.iter().all(|&b| usize::from(b) == i), "chunk {i} differs");
+    }
+    assert!(temp_files(&s.root).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_cut_off_after_background_flushes_keeps_the_old_file() {
+    let s = scratch();
+    put(&s.fs, &vp("/big.bin"), b"the good old version").await.unwrap();
+    let h = s.fs.open(&vp("/big.bin"), put_opts()).await.unwrap();
+    write_mib_chunks(h.as_ref(), 40).await;
+    abandon(h);
+    assert_eq!(std::fs::read(s.root.join("big.bin")).unwrap(), b"the good old version");
+    assert!(temp_files(&s.root).is_empty());
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use cap_std::fs::Dir;
 
 use super::util::{apply_to_file, blocking, is_not_found, meta_from_std};
+use super::writeback::Writeback;
 use crate::{FileHandle, FsError, FsResult, Metadata, SetAttrs};
 
 /// Largest read served in one call. The trait allows short reads, and capping keeps a client that asks
@@ -82,6 +83,8 @@ pub(super) struct LocalFile {
     pub(super) append: bool,
     /// Set for an atomic upload: `file` is the temporary file and close moves it into place.
     pub(super) upload: Option<PendingUpload>,
+    /// Set for an atomic upload: its data is flushed in the background as it arrives.
+    pub(super) writeback: Option<Arc<Writeback>>,
 }
 
 #[async_trait]
@@ -127,12 +130,16 @@ impl FileHandle for LocalFile {
         }
         let file = Arc::clone(&self.file);
         let append = self.append;
+        let writeback = self.writeback.clone();
         blocking(move || {
             if append {
                 // The descriptor has O_APPEND: write(2) atomically seeks to the end first.
                 (&*file).write_all(&data)?;
             } else {
                 file.write_all_at(&data, offset)?;
+            }
+            if let Some(wb) = writeback {
+                wb.wrote(&file, offset.saturating_add(data.len() as u64));
             }
             Ok(())
         })

@@ -16,6 +16,7 @@ mod handle;
 mod open;
 mod ops;
 mod util;
+mod writeback;
 
 use std::io;
 use std::path::Path;

@@ -63,6 +63,9 @@ pub(super) fn open_blocking(
             Some(m) => opts.truncate && m.is_file(),
         };
         if atomic {
+            if existing.is_some() {
+                release_cache(&parent_dir, name);
+            }
             let existing_meta = existing.map(|m| {
                 use cap_std::fs::MetadataExt as _;
                 (m.mode(), m.uid(), m.gid())
@@ -71,6 +74,22 @@ pub(super) fn open_blocking(
         }
     }
     open_in_place(root, rel, opts, writable, create)
+}
+
+/// Drops the page cache of a file that an upload is about to replace (its data on disk is untouched).
+///
+/// Without this the cache holds both versions until the rename, and the kernel frees the old one's
+/// pages inside that rename; measured on this project's benchmark box, a 1 GiB re-upload then ran
+/// at half speed on every other run, its writes paying for memory that had just been handed back.
+/// Released here, the old pages are reused by the new file's writes at once, as they are for servers
+/// that truncate in place. Readers of the old file meanwhile read from disk. Best effort: any failure
+/// only means the cache stays.
+fn release_cache(parent_dir: &Dir, name: &OsStr) {
+    let mut o = cap_std::fs::OpenOptions::new();
+    o.read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    if let Ok(old) = parent_dir.open_with(name, &o) {
+        let _ = rustix::fs::fadvise(&old, 0, None, rustix::fs::Advice::DontNeed);
+    }
 }
 
 /// Opens the target itself: reads, resume (write at an offset without truncating), append.
@@ -106,7 +125,7 @@ fn open_in_place(root: &Dir, rel: &Path, opts: OpenOptions, writable: bool, crea
     if opts.truncate && writable {
         file.set_len(0)?;
     }
-    Ok(LocalFile { file: Arc::new(file), readable, writable, append: opts.append, upload: None })
+    Ok(LocalFile { file: Arc::new(file), readable, writable, append: opts.append, upload: None, writeback: None })
 }
 
 /// Starts an atomic upload to `name` in `parent_dir`: the data goes to a fresh temporary file that
@@ -163,5 +182,6 @@ fn start_upload(
         writable: true,
         append: opts.append,
         upload: Some(upload),
+        writeback: Some(Arc::default()),
     })
 }
