@@ -100,22 +100,24 @@ impl FileHandle for LocalFile {
         }
         let file = Arc::clone(&self.file);
         blocking(move || {
-            let mut buf = vec![0u8; len];
-            let mut filled = 0;
+            // Read into the Vec's spare capacity: a `&mut [u8]` for std's pread would have to be
+            // zero-filled first, which was measured at about 7% of a download's server CPU.
+            let mut buf = Vec::with_capacity(len);
             // pread may return fewer bytes than asked without being at end of file; only 0 means EOF.
-            while filled < len {
-                let at = offset + filled as u64; // cannot overflow: offset <= i64::MAX, filled < 4 MiB
-                match file.read_at(&mut buf[filled..], at) {
+            while buf.len() < len {
+                let at = offset + buf.len() as u64; // cannot overflow: offset <= i64::MAX, len <= 4 MiB
+                match rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at) {
                     Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(io::Error::from(e).into()),
                 }
             }
-            if filled == 0 {
+            if buf.is_empty() {
                 return Ok(Bytes::new());
             }
-            buf.truncate(filled);
+            // Vec::with_capacity may round up, and pread fills whatever capacity there is.
+            buf.truncate(len);
             Ok(Bytes::from(buf))
         })
         .await
