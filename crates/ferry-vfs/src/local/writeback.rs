@@ -9,11 +9,52 @@
 //! page cache that the kernel would then write out in one burst.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bytes written between two background flushes.
 const STEP: u64 = 32 * 1024 * 1024;
+
+/// Background flushes running at once in the whole process. Each one holds a blocking-pool thread for
+/// as long as the disk takes; with thousands of uploads at once, uncapped flushes could take the threads
+/// that every other file operation needs. Past the cap a flush is simply skipped (it is only a head
+/// start for the kernel's own writeback).
+const MAX_FLUSHES: usize = 4;
+static FLUSHES: FlushSlots = FlushSlots::new(MAX_FLUSHES);
+
+/// A counting limit that never waits: `try_take` either gets a slot or says no.
+struct FlushSlots {
+    max: usize,
+    taken: AtomicUsize,
+}
+
+/// A taken slot, given back on drop.
+struct Slot(&'static FlushSlots);
+
+impl FlushSlots {
+    const fn new(max: usize) -> Self {
+        FlushSlots { max, taken: AtomicUsize::new(0) }
+    }
+
+    fn try_take(&'static self) -> Option<Slot> {
+        let mut now = self.taken.load(Ordering::Relaxed);
+        loop {
+            if now >= self.max {
+                return None;
+            }
+            match self.taken.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Slot(self)),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The background-flush state of one upload. At most one flush runs at a time.
 #[derive(Default)]
@@ -40,12 +81,33 @@ impl Writeback {
         if self.running.swap(true, Ordering::AcqRel) {
             return;
         }
+        let Some(slot) = FLUSHES.try_take() else {
+            self.running.store(false, Ordering::Release);
+            return;
+        };
         self.flushed_to.fetch_max(end, Ordering::Relaxed);
         let (file, this) = (Arc::clone(file), Arc::clone(self));
         // Its own blocking-pool thread, so that this write returns at once.
         drop(rt.spawn_blocking(move || {
             let _ = rustix::fs::fdatasync(&*file);
             this.running.store(false, Ordering::Release);
+            drop(slot);
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_slots_stop_at_the_cap_and_come_back() {
+        static SLOTS: FlushSlots = FlushSlots::new(2);
+        let a = SLOTS.try_take();
+        let b = SLOTS.try_take();
+        assert!(a.is_some() && b.is_some());
+        assert!(SLOTS.try_take().is_none(), "a third flush must be skipped");
+        drop(a);
+        assert!(SLOTS.try_take().is_some(), "a finished flush frees its slot");
     }
 }
