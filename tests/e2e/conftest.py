@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import filecmp
 import hashlib
 import itertools
 import os
@@ -589,6 +590,41 @@ def sha256_file(path: Path) -> str:
 def upload_temp_files(directory: Path) -> list[str]:
     """Names of Ferry's temporary upload files under `directory` (recursively)."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob(".ferry-upload*"))
+
+
+def rclone(conf: Path, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+    """rclone with this suite's retry and timeout settings; raises with its output when it fails and `check`."""
+    cmd = ["rclone", "--config", str(conf), "--retries", "1", "--low-level-retries", "2",
+           "--contimeout", "15s", "--timeout", "60s", *args]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"`{' '.join(cmd)}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_tree(base: Path) -> None:
+    """A small tree with nesting, an empty file, spaces and non-ASCII in names, and a 2 MB file."""
+    (base / "docs" / "deep" / "er").mkdir(parents=True)
+    (base / "with space").mkdir()
+    (base / "top.txt").write_text("top level\n")
+    (base / "docs" / "readme.md").write_text("# readme\n" * 50)
+    (base / "docs" / "deep" / "data.bin").write_bytes(os.urandom(2_000_003))
+    (base / "docs" / "deep" / "er" / "tiny").write_bytes(b"t")
+    (base / "docs" / "deep" / "er" / "zero").write_bytes(b"")
+    (base / "with space" / "x y z.txt").write_text("spaces in the name\n")
+    (base / "ünïcødé.txt").write_text("utf-8 name\n")
+    for i in range(15):
+        (base / f"n{i:02}.dat").write_bytes(os.urandom(1000 * i + 1))
+
+
+def tree_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def assert_same_tree(a: Path, b: Path) -> None:
+    assert tree_files(a) == tree_files(b), f"{a} and {b} hold different files"
+    for rel in tree_files(a):
+        assert filecmp.cmp(a / rel, b / rel, shallow=False), f"{rel} differs"
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1) -> bool:

@@ -8,7 +8,6 @@ Servers come from the fixtures in conftest.py (`shared_ftps_server`, `ftps_serve
 from __future__ import annotations
 
 import contextlib
-import filecmp
 import ftplib
 import hashlib
 import os
@@ -223,6 +222,27 @@ def parse_epsv_port(reply: str) -> int:
     return int(m.group(1))
 
 
+def try_retr(ftp: ftplib.FTP, path: str) -> tuple[int, bytes]:
+    """RETR with a passive data connection set up first; returns (final reply code, data) without raising."""
+    ftp.voidcmd("TYPE I")
+    try:
+        conn = ftp.transfercmd(f"RETR {path}")
+    except ftplib.Error as e:
+        return reply_code(e), b""
+    data = b""
+    try:
+        while chunk := conn.recv(65536):
+            data += chunk
+    except OSError:
+        pass
+    finally:
+        conn.close()
+    resp = ftp.getmultiline()
+    while resp[:1] == "1":
+        resp = ftp.getmultiline()
+    return reply_code(resp), data
+
+
 # --------------------------------------------------------------------------------------------------
 # curl
 
@@ -304,62 +324,3 @@ def rclone_ftps_conf(srv: FerryServer, path: Path) -> Path:
         f"[fi]\n{common}host = {ihost}\nport = {iport}\ntls = true\n"
     )
     return path
-
-
-def rclone(conf: Path, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-    cmd = ["rclone", "--config", str(conf), "--retries", "1", "--low-level-retries", "2",
-           "--contimeout", "15s", "--timeout", "60s", *args]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"`{' '.join(cmd)}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-# --------------------------------------------------------------------------------------------------
-# trees
-
-
-def make_tree(base: Path) -> None:
-    """A small tree with nesting, an empty file, spaces and non-ASCII in names, and a 2 MB file."""
-    (base / "docs" / "deep" / "er").mkdir(parents=True)
-    (base / "with space").mkdir()
-    (base / "top.txt").write_text("top level\n")
-    (base / "docs" / "readme.md").write_text("# readme\n" * 50)
-    (base / "docs" / "deep" / "data.bin").write_bytes(os.urandom(2_000_003))
-    (base / "docs" / "deep" / "er" / "tiny").write_bytes(b"t")
-    (base / "docs" / "deep" / "er" / "zero").write_bytes(b"")
-    (base / "with space" / "x y z.txt").write_text("spaces in the name\n")
-    (base / "ünïcødé.txt").write_text("utf-8 name\n")
-    for i in range(8):
-        (base / f"n{i:02}.dat").write_bytes(os.urandom(1000 * i + 1))
-
-
-def tree_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def assert_same_tree(a: Path, b: Path) -> None:
-    assert tree_files(a) == tree_files(b), f"{a} and {b} hold different files"
-    for rel in tree_files(a):
-        assert filecmp.cmp(a / rel, b / rel, shallow=False), f"{rel} differs"
-
-
-def try_retr(ftp: ftplib.FTP, path: str) -> tuple[int, bytes]:
-    """RETR with a passive data connection set up first; returns (final reply code, data) without raising."""
-    ftp.voidcmd("TYPE I")
-    try:
-        conn = ftp.transfercmd(f"RETR {path}")
-    except ftplib.Error as e:
-        return reply_code(e), b""
-    data = b""
-    try:
-        while chunk := conn.recv(65536):
-            data += chunk
-    except OSError:
-        pass
-    finally:
-        conn.close()
-    resp = ftp.getmultiline()
-    while resp[:1] == "1":
-        resp = ftp.getmultiline()
-    return reply_code(resp), data

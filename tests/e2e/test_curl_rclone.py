@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import filecmp
 import os
 import re
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sha256_file, upload_temp_files, write_random
+from conftest import assert_same_tree, make_tree, rclone, sha256_file, upload_temp_files, write_random
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,38 +120,6 @@ def rclone_conf(shared_server, tmp_path) -> Path:
         "sha1sum_command = none\n"
     )
     return conf
-
-
-def rclone(conf: Path, *args, check=True, timeout=180):
-    cmd = ["rclone", "--config", str(conf), "--retries", "1", "--low-level-retries", "2",
-           "--contimeout", "15s", "--timeout", "60s", *args]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"`{' '.join(cmd)}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def make_tree(base: Path) -> None:
-    (base / "docs" / "deep" / "er").mkdir(parents=True)
-    (base / "empty-dir-sibling").mkdir()
-    (base / "top.txt").write_text("top level\n")
-    (base / "docs" / "readme.md").write_text("# readme\n" * 50)
-    (base / "docs" / "deep" / "data.bin").write_bytes(os.urandom(2_000_003))
-    (base / "docs" / "deep" / "er" / "tiny").write_bytes(b"t")
-    (base / "docs" / "deep" / "er" / "zero").write_bytes(b"")
-    (base / "empty-dir-sibling" / "x y z.txt").write_text("spaces in the name\n")
-    (base / "ünïcødé.txt").write_text("utf-8 name\n")
-    for i in range(15):
-        (base / f"n{i:02}.dat").write_bytes(os.urandom(1000 * i + 1))
-
-
-def assert_same_tree(a: Path, b: Path) -> None:
-    def files(root):
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-    assert files(a) == files(b)
-    for rel in files(a):
-        assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
 
 
 def test_rclone_sync_check_roundtrip(shared_server, rdir, tmp_path, rclone_conf):

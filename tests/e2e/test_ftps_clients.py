@@ -8,18 +8,8 @@ import shutil
 
 import pytest
 
-from conftest import have, sha256_file, upload_temp_files, write_random
-from ftps_helpers import (
-    assert_same_tree,
-    curl_ftps,
-    ftp_url,
-    ftps_session,
-    lftp,
-    make_tree,
-    rclone,
-    rclone_ftps_conf,
-    retr_bytes,
-)
+from conftest import assert_same_tree, have, make_tree, rclone, sha256_file, upload_temp_files, write_random
+from ftps_helpers import curl_ftps, ftp_url, ftps_session, lftp, rclone_ftps_conf, retr_bytes
 
 NEEDS_LFTP = pytest.mark.skipif(not have("lftp"), reason="lftp is not installed (scripts/test --deps-only installs it)")
 MODES = pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
