@@ -165,16 +165,11 @@ def test_ferry_ftps_login_transfer(probe_cmd, ferry_ftps: FerryServer):
     assert ferry_ftps.root is not None and no_leftovers(ferry_ftps.root) == []
 
 
-class ProtocolSwitch(threading.Thread):
-    """One port, three protocols, the way a multi-protocol listener tells them apart: a client that sends a
-    TLS ClientHello goes to the implicit-FTPS backend, one that sends an SSH line to the SFTP backend, and one
-    that says nothing for 150 ms gets the FTP greeting of the explicit-FTPS backend."""
+class LoopbackServer(threading.Thread):
+    """A tiny TCP server on an ephemeral loopback port: each connection goes to `handle` on its own thread."""
 
-    WAIT = 0.15
-
-    def __init__(self, backends: dict[str, tuple[str, int]]):
+    def __init__(self):
         super().__init__(daemon=True)
-        self.backends = backends
         self.lsn = socket.create_server(("127.0.0.1", 0))
         self.port = self.lsn.getsockname()[1]
         self.lsn.settimeout(0.2)
@@ -184,9 +179,28 @@ class ProtocolSwitch(threading.Thread):
         while not self.stopped.is_set():
             with contextlib.suppress(OSError):
                 conn, _ = self.lsn.accept()
-                threading.Thread(target=self.route, args=(conn,), daemon=True).start()
+                threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
-    def route(self, conn: socket.socket):
+    def handle(self, conn: socket.socket):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopped.set()
+        self.lsn.close()
+
+
+class ProtocolSwitch(LoopbackServer):
+    """One port, three protocols, the way a multi-protocol listener tells them apart: a client that sends a
+    TLS ClientHello goes to the implicit-FTPS backend, one that sends an SSH line to the SFTP backend, and one
+    that says nothing for 150 ms gets the FTP greeting of the explicit-FTPS backend."""
+
+    WAIT = 0.15
+
+    def __init__(self, backends: dict[str, tuple[str, int]]):
+        super().__init__()
+        self.backends = backends
+
+    def handle(self, conn: socket.socket):
         with contextlib.suppress(OSError):
             conn.settimeout(self.WAIT)
             try:
@@ -208,10 +222,6 @@ class ProtocolSwitch(threading.Thread):
 
             threading.Thread(target=pipe, args=(back, conn), daemon=True).start()
             pipe(conn, back)
-
-    def stop(self):
-        self.stopped.set()
-        self.lsn.close()
 
 
 def test_multi_protocol_port_reports_every_protocol(probe_cmd, ferry_ftps: FerryServer):
@@ -394,26 +404,16 @@ def test_silent_port_is_not_identified(probe_cmd):
     assert "speaks neither SSH, FTP nor TLS" in proc.stdout, proc.stdout
 
 
-class FakeFtps(threading.Thread):
+class FakeFtps(LoopbackServer):
     """An explicit-FTPS server whose passive answer points at a port nothing listens on: a firewalled data port."""
 
     def __init__(self, cert: Path, key: Path, dead_port: int):
-        super().__init__(daemon=True)
+        super().__init__()
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
         self.dead_port = dead_port
-        self.lsn = socket.create_server(("127.0.0.1", 0))
-        self.port = self.lsn.getsockname()[1]
-        self.lsn.settimeout(0.2)
-        self.stopped = threading.Event()
 
-    def run(self):
-        while not self.stopped.is_set():
-            with contextlib.suppress(OSError):
-                conn, _ = self.lsn.accept()
-                threading.Thread(target=self.session, args=(conn,), daemon=True).start()
-
-    def session(self, conn: socket.socket):
+    def handle(self, conn: socket.socket):
         replies = {
             "FEAT": "211-Features:\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n211 End",
             "USER": "331 Password required", "PASS": "230 Logged in", "PBSZ": "200 PBSZ=0",
@@ -437,10 +437,6 @@ class FakeFtps(threading.Thread):
                 conn.sendall((replies.get(verb, "502 Not implemented") + "\r\n").encode())
                 if verb == "QUIT":
                     return
-
-    def stop(self):
-        self.stopped.set()
-        self.lsn.close()
 
 
 def test_blocked_passive_port_is_told_apart(probe_cmd, tmp_path):
