@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::report::TransferInfo;
+
 /// The size of the file uploaded and downloaded: big enough for a throughput figure, small
 /// enough to be quick on a slow link.
 pub const TEST_FILE_BYTES: usize = 1 << 20;
@@ -41,6 +43,34 @@ pub fn mb_per_s(bytes: usize, took: Duration) -> f64 {
 /// Seconds rounded to milliseconds, for the report.
 pub fn seconds(took: Duration) -> f64 {
     (took.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+impl TransferInfo {
+    /// The round trip of `bytes` bytes through `file`: uploaded in `up`, downloaded in `down`. The FTPS-only
+    /// fields start empty.
+    pub fn measured(
+        protocol: &str,
+        user: &str,
+        file: String,
+        bytes: usize,
+        listed_entries: Option<usize>,
+        up: Duration,
+        down: Duration,
+    ) -> Self {
+        TransferInfo {
+            protocol: protocol.to_string(),
+            user: user.to_string(),
+            file,
+            bytes: bytes as u64,
+            listed_entries,
+            upload_seconds: seconds(up),
+            download_seconds: seconds(down),
+            upload_mb_per_s: mb_per_s(bytes, up),
+            download_mb_per_s: mb_per_s(bytes, down),
+            data_port: None,
+            data_tls_resumed: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::classify::explain_connect;
 use crate::net::connect;
 use crate::report::{Check, TransferInfo};
 use crate::tls::{client_config, server_name_or_ip};
-use crate::transfer::{mb_per_s, seconds, test_data, test_file_name, Credentials, TEST_FILE_BYTES};
+use crate::transfer::{mb_per_s, test_data, test_file_name, Credentials, TEST_FILE_BYTES};
 
 /// A listing longer than this is cut off: the probe only needs to know that listing works.
 const MAX_LISTING_BYTES: usize = 1 << 20;
@@ -425,16 +425,8 @@ async fn transfers(s: &mut Session, creds: &Credentials, checks: &mut Vec<Check>
     }
     let down = down?;
     Some(TransferInfo {
-        protocol: prefix.to_string(),
-        user: creds.user.clone(),
-        file: name,
-        bytes: data.len() as u64,
-        listed_entries: listed,
-        upload_seconds: seconds(up),
-        download_seconds: seconds(down),
-        upload_mb_per_s: mb_per_s(data.len(), up),
-        download_mb_per_s: mb_per_s(data.len(), down),
         data_port: s.last_port,
         data_tls_resumed: s.resumed,
+        ..TransferInfo::measured(prefix, &creds.user, name, data.len(), listed, up, down)
     })
 }

@@ -15,7 +15,7 @@ use super::sftp_client::SftpClient;
 use crate::classify::explain_connect;
 use crate::net::connect;
 use crate::report::{Check, TransferInfo};
-use crate::transfer::{mb_per_s, seconds, test_data, test_file_name, Credentials};
+use crate::transfer::{mb_per_s, test_data, test_file_name, Credentials};
 
 /// Rounds of keyboard-interactive prompts answered before giving up (PAM asks once or twice).
 const MAX_KBD_ROUNDS: usize = 4;
@@ -244,17 +244,5 @@ async fn sftp_session(
         }
     }
     let down = down?;
-    Some(TransferInfo {
-        protocol: "sftp".into(),
-        user: creds.user.clone(),
-        file: path,
-        bytes: data.len() as u64,
-        listed_entries: listed,
-        upload_seconds: seconds(up),
-        download_seconds: seconds(down),
-        upload_mb_per_s: mb_per_s(data.len(), up),
-        download_mb_per_s: mb_per_s(data.len(), down),
-        data_port: None,
-        data_tls_resumed: None,
-    })
+    Some(TransferInfo::measured("sftp", &creds.user, path, data.len(), listed, up, down))
 }
