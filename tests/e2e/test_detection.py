@@ -10,7 +10,7 @@ from ftplib import FTP_TLS
 import paramiko
 import pytest
 
-from conftest import have
+from conftest import have, wait_until
 
 
 def ctx():
@@ -124,26 +124,20 @@ def test_wrong_protocol_on_single_protocol_listeners_gets_a_hint(ftps_server_fac
     with pytest.raises((ssl.SSLError, OSError)):
         raw = socket.create_connection(("127.0.0.1", sftp_port), timeout=10)
         ctx().wrap_socket(raw, server_hostname="localhost")
-    ok = False
-    for _ in range(50):
-        if "sent a TLS ClientHello" in srv.log() and f"implicit FTPS is served on 127.0.0.1:{implicit}" in srv.log():
-            ok = True
-            break
-        time.sleep(0.1)
-    assert ok, srv.log()
+    assert wait_until(
+        lambda: "sent a TLS ClientHello" in srv.log() and f"implicit FTPS is served on 127.0.0.1:{implicit}" in srv.log(),
+        timeout=5,
+    ), srv.log()
     # An SSH client on the explicit FTPS port.
     ftps_port = srv.listeners["ftps"][1]
     t = paramiko.Transport(("127.0.0.1", ftps_port))
     with pytest.raises(Exception):
         t.start_client(timeout=5)
     t.close()
-    ok = False
-    for _ in range(50):
-        if "sent an SSH identification line" in srv.log() and f"SFTP is served on 127.0.0.1:{sftp_port}" in srv.log():
-            ok = True
-            break
-        time.sleep(0.1)
-    assert ok, srv.log()
+    assert wait_until(
+        lambda: "sent an SSH identification line" in srv.log() and f"SFTP is served on 127.0.0.1:{sftp_port}" in srv.log(),
+        timeout=5,
+    ), srv.log()
 
 
 def test_http_request_gets_a_plain_answer(any_server):
