@@ -990,3 +990,171 @@ def linux_user():
         yield name, password, Path(pwd.getpwnam(name).pw_dir)
     finally:
         subprocess.run(["userdel", "-r", "-f", name], capture_output=True, timeout=60)
+
+
+# --------------------------------------------------------------------------------------------------
+# Uploads that are cut off, crashes and interop (issue 10): servers with their own data dir, config or
+# home; what is on disk; the transfer log lines
+
+import stat as _stat  # noqa: E402
+
+
+def disk_entries(directory: Path) -> list[str]:
+    """Every name under `directory` on disk (files, directories, links; hidden ones too), recursively, sorted."""
+    return sorted(str(p.relative_to(directory)) for p in Path(directory).rglob("*"))
+
+
+def disk_bytes(directory: Path) -> int:
+    """Sum of the sizes of the regular files under `directory` on disk, hidden ones included."""
+    total = 0
+    for p in Path(directory).rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            st = p.lstat()
+            if _stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def file_bytes(path: Path) -> Optional[bytes]:
+    """The bytes of a file on disk, or None while it does not exist (for polling a file that is being restored)."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for helper processes (sshfs, rclone rcd, clients): SIGKILL them when the test process dies."""
+    _die_with_parent()
+
+
+def kill_process_group(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGKILL a process started with start_new_session=True, and everything it started; waits for it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+
+
+def crash_server(srv: FerryServer) -> None:
+    """`kill -9` of a running `ferry serve`: no shutdown, no cleanup; the server is forgotten by the teardown."""
+    assert srv.proc is not None and srv.alive(), "the server is not running"
+    if srv in _LIVE_SERVERS:
+        _LIVE_SERVERS.remove(srv)
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait(10)
+    srv._eof.wait(5)
+    with contextlib.suppress(Exception):
+        srv._log_file.close()
+
+
+# `INFO transfer user=... path=...`: the word `transfer` then the fields (not `transfer interrupted: ...`,
+# `transfer failed ...`)
+_COMPLETED_TRANSFER_RE = re.compile(r"\btransfer\s+(?=\w+=)")
+_INTERRUPTED_TRANSFER_RE = re.compile(r"\btransfer interrupted\b")
+
+
+def transfer_log_lines(srv: FerryServer, path: str, since: int = 0) -> tuple[list[str], list[str]]:
+    """The server's log lines about uploads to virtual `path` after log offset `since`:
+    (completed uploads: `transfer` lines with bytes_written > 0, `transfer interrupted` lines).
+
+    SFTP logs `path=/a/b`, FTPS `path="/a/b"`; both are matched. Downloads (bytes_written=0 or absent) are not
+    completed uploads.
+    """
+    at_path = re.compile(r'\bpath="?' + re.escape(path) + r'"?(?:\s|$)')
+    done, cut = [], []
+    for line in srv.log()[since:].splitlines():
+        if not at_path.search(line):
+            continue
+        if _INTERRUPTED_TRANSFER_RE.search(line):
+            cut.append(line)
+        elif _COMPLETED_TRANSFER_RE.search(line):
+            m = re.search(r"\bbytes_written=(\d+)", line)
+            if m and int(m.group(1)) > 0:
+                done.append(line)
+    return done, cut
+
+
+class AliceServers:
+    """Servers with user alice (password and ed25519 key), each with its own data dir, made on demand.
+
+    `servers(listen=..., config=TOML, home=DIR)` starts one: `config` is written to a file passed with
+    `--config` (listeners and passive ports still come from the command line); `home` is alice's `--home`.
+    With an FTPS listener the server gets its own passive port range. `servers.restart(srv)` starts a new
+    server on the same data dir and config (after `crash_server(srv)` or `srv.stop()`).
+    """
+
+    def __init__(self, ferry: Path, tmp_path: Path):
+        self.ferry, self.tmp_path = ferry, tmp_path
+        self.started: list[FerryServer] = []
+        self._made = itertools.count()
+
+    def __call__(
+        self,
+        listen: Sequence[str] = FTPS_LISTEN,
+        config: Optional[str] = None,
+        home: Optional[Path] = None,
+    ) -> FerryServer:
+        base = self.tmp_path / f"alice-srv-{next(self._made)}"
+        base.mkdir(parents=True)
+        data_dir = base / "data"
+        data_dir.mkdir()
+        key = make_keypair(base / "keys")
+        password = new_password()
+        add_user(self.ferry, data_dir, "alice", password=password, public_keys=[pub(key)], home=home)
+        extra: list[str] = []
+        if config is not None:
+            (base / "ferry.toml").write_text(config)
+            extra += ["--config", str(base / "ferry.toml")]
+        srv = self._start(base, data_dir, list(listen), extra)
+        srv.user, srv.password, srv.key = "alice", password, key
+        srv.root = home if home is not None else data_dir / "files" / "alice"
+        return srv
+
+    def restart(self, old: FerryServer) -> FerryServer:
+        assert not old.alive(), "stop or crash the server first"
+        base = old.log_path.parent
+        extra = [a for a in old.extra_args]
+        if "--passive-ports" in extra:
+            i = extra.index("--passive-ports")
+            del extra[i : i + 2]
+        srv = self._start(base, old.data_dir, old.listen, extra)
+        srv.user, srv.password, srv.key, srv.root = old.user, old.password, old.key, old.root
+        return srv
+
+    def _start(self, base: Path, data_dir: Path, listen: list[str], extra: list[str]) -> FerryServer:
+        ftps = any(p in ("ftps", "ftps-implicit", "any") for s in listen for p in s.split("=", 1)[0].split(","))
+        passive = passive_ports() if ftps else None
+        if passive is not None:
+            extra = [*extra, "--passive-ports", f"{passive[0]}-{passive[1]}"]
+        log = base / f"serve-{len(list(base.glob('serve-*.stderr.log')))}.stderr.log"
+        srv = FerryServer(self.ferry, data_dir, log, listen=listen, extra_args=extra)
+        try:
+            srv.start()
+        except AssertionError:
+            if srv in _LIVE_SERVERS:  # it did not start: its output is in the error already
+                _LIVE_SERVERS.remove(srv)
+            raise
+        self.started.append(srv)
+        return check_ftps_started(srv, passive) if ftps else srv
+
+    def stop_all(self) -> None:
+        errors = []
+        for srv in self.started:
+            if srv.proc is None or (srv.proc.poll() is not None and srv not in _LIVE_SERVERS):
+                continue
+            try:
+                code = srv.stop()
+                if code != 0:
+                    errors.append(f"server {srv.data_dir} exited {code} after SIGTERM\n{srv.log()[-4000:]}")
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def alice_servers(ferry: Path, tmp_path: Path) -> Iterator[AliceServers]:
+    """`AliceServers` for this test; every server still running is stopped (exit 0 checked) at the end."""
+    servers = AliceServers(ferry, tmp_path)
+    yield servers
+    servers.stop_all()

@@ -116,8 +116,12 @@ def test_symlink_on_disk_to_outside_dir_cannot_be_followed(jail):
     os.symlink("../../../outside", jail.root / "evil-rel")  # root = D/files/alice; D/.. holds outside
     assert (jail.root / "evil-rel" / "secret.txt").exists()  # the link is real on disk
     with sftp_client(jail) as sftp:
-        for link in ("evil-abs", "evil-etc", "evil-rel"):
+        for link in ("evil-abs", "evil-rel"):
             assert _denied(sftp.listdir, link), f"listdir followed {link} out of the root"
+        # Links are followed as under a chroot: "/etc" is the root's own etc (the decoy), never the host's.
+        assert sftp.listdir("evil-etc") == ["passwd"]
+        with sftp.open("evil-etc/passwd") as f:
+            assert f.read() == PLANTED
         assert _denied(sftp.open, "evil-abs/secret.txt")
         assert _denied(sftp.open, "evil-rel/secret.txt")
         assert _denied(sftp.stat, "evil-rel/secret.txt")

@@ -15,7 +15,18 @@ pub struct Config {
     pub server: ServerConfig,
     pub sftp: SftpConfig,
     pub ftps: FtpsConfig,
+    pub uploads: UploadsConfig,
     pub log: LogConfig,
+}
+
+/// How uploads are written (`[uploads]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UploadsConfig {
+    /// `mode = "atomic"`: hidden until complete, then renamed into place (drop folders). The default,
+    /// "standard", shows an upload under its name from the start and undoes it if it is cut off.
+    pub atomic: bool,
+    /// Keep a cut-off upload of a new file for the client to resume, instead of removing it.
+    pub keep_partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +83,7 @@ impl Default for Config {
             },
             sftp: SftpConfig::default(),
             ftps: FtpsConfig::default(),
+            uploads: UploadsConfig::default(),
             log: LogConfig { level: "info".into() },
         }
     }
@@ -112,7 +124,17 @@ struct RawConfig {
     #[serde(default)]
     ftps: RawFtps,
     #[serde(default)]
+    uploads: RawUploads,
+    #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUploads {
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    keep_partial: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -255,6 +277,21 @@ impl Config {
                 )
             })?);
         }
+        if let Some(mode) = raw.uploads.mode {
+            config.uploads.atomic = match mode.get_ref().as_str() {
+                "standard" => false,
+                "atomic" => true,
+                other => {
+                    return Err(err(
+                        Some(line_of(text, mode.span().start)),
+                        Some("uploads.mode"),
+                        format!("{other:?} is not an upload mode"),
+                        "mode = \"standard\" (visible while written, undone if cut off) or \"atomic\" (hidden until complete)",
+                    ))
+                }
+            };
+        }
+        config.uploads.keep_partial = raw.uploads.keep_partial;
         config.server.data_dir = raw.server.data_dir;
         config.sftp.host_keys = raw.sftp.host_keys;
         if let Some(level) = raw.log.level {
@@ -315,6 +352,22 @@ host_keys = []
 # data connection (vsftpd's require_ssl_reuse). Off by default: Python's ftplib cannot resume sessions.
 require_session_reuse = false
 
+[uploads]
+# How an upload is written. Either way a cut-off upload (client killed, connection lost, disk full, an FTPS
+# data connection that ends without TLS close_notify) never leaves a partial file in place of a good one.
+# "standard": the file shows under its name from the start, as on OpenSSH (sshfs and other clients that
+#   look at the file they are writing need this). Cut off, a replaced file gets its previous version back
+#   and a new file is removed; DATA_DIR/uploads/ records uploads in progress, so one cut off by a crash
+#   of the server is undone at the next start.
+# "atomic": the upload is written to a hidden file and renamed into place only when complete, so nobody
+#   ever sees a partial file (drop folders whose downstream jobs pick up every new file). sshfs and
+#   other clients that stat or re-open a file while writing it do not work in this mode.
+mode = "standard"
+
+# Keep a cut-off upload of a NEW file so the client can resume it (sftp reput, curl -C -, REST + STOR),
+# instead of removing it. A cut-off replacement always gets the previous version back.
+keep_partial = false
+
 [log]
 # A filter such as "info", "debug" or "ferry=debug,russh=warn". The RUST_LOG environment variable wins.
 level = "info"
@@ -361,6 +414,15 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("ftps.key"));
         let e = parse("[ftps]\n\npassive_address = \"nat-box\"\n").expect_err("not an ip");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("ftps.passive_address")));
+    }
+
+    #[test]
+    fn uploads_section() {
+        let c = parse("[uploads]\nmode = \"atomic\"\nkeep_partial = true\n").expect("parses");
+        assert_eq!(c.uploads, UploadsConfig { atomic: true, keep_partial: true });
+        assert!(!parse("[uploads]\nmode = \"standard\"\n").expect("parses").uploads.atomic);
+        let e = parse("[uploads]\n\nmode = \"fast\"\n").expect_err("not a mode");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("uploads.mode")));
     }
 
     #[test]

@@ -7,5 +7,7 @@ mod file;
 pub mod limits;
 mod listen;
 
-pub use file::{Config, ConfigError, FtpsConfig, LogConfig, ServerConfig, SftpConfig, ANNOTATED_TEMPLATE};
+pub use file::{
+    Config, ConfigError, FtpsConfig, LogConfig, ServerConfig, SftpConfig, UploadsConfig, ANNOTATED_TEMPLATE,
+};
 pub use listen::{ListenerSpec, PortRange, Protocol, SpecError};

@@ -1,11 +1,9 @@
 //! Logging in: PASS checked against the user store, the user's filesystem opened, failed attempts slowed
 //! down and counted; and AUTH TLS, which turns the control connection into a TLS connection.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_auth::{MAX_PASSWORD_LEN, MAX_USERNAME_LEN};
-use ferry_vfs::local::LocalFs;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proto::{AuthMech, PassStep, ProtLevel, Reply};
@@ -43,7 +41,8 @@ where
             }
         };
         let home = found.home.clone();
-        let vfs = match tokio::task::spawn_blocking(move || LocalFs::new(&home)).await {
+        let storage = self.svc.storage.clone();
+        let vfs = match tokio::task::spawn_blocking(move || storage.open_home(&home)).await {
             Ok(Ok(fs)) => fs,
             Ok(Err(e)) => {
                 tracing::error!(user = %found.name, home = %found.home.display(), "cannot open the user's home directory: {e}");
@@ -60,7 +59,7 @@ where
         self.svc.sessions.logged_in(&self.tls_id, &found.name);
         self.user = Some(UserCtx {
             name: found.name,
-            vfs: Arc::new(vfs),
+            vfs,
             since: Instant::now(),
             client: self.client.clone(),
             protocol: self.protocol(),

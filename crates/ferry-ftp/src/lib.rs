@@ -27,6 +27,7 @@ use std::time::Duration;
 use ferry_auth::UserStore;
 use ferry_tls::TlsStore;
 use ferry_vfs::activity::Activity;
+use ferry_vfs::Storage;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use proto::FtpMode;
@@ -71,12 +72,19 @@ pub struct FtpService {
     activity: Arc<Activity>,
     ports: Arc<ports::PassivePorts>,
     sessions: Arc<reuse::Sessions>,
+    storage: Arc<dyn Storage>,
 }
 
 impl FtpService {
-    pub fn new(settings: FtpSettings, store: Arc<UserStore>, tls: Arc<TlsStore>, activity: Arc<Activity>) -> Self {
+    pub fn new(
+        settings: FtpSettings,
+        store: Arc<UserStore>,
+        tls: Arc<TlsStore>,
+        activity: Arc<Activity>,
+        storage: Arc<dyn Storage>,
+    ) -> Self {
         let ports = Arc::new(ports::PassivePorts::new(settings.passive_ports));
-        FtpService { settings, store, tls, activity, ports, sessions: Arc::default() }
+        FtpService { settings, store, tls, activity, ports, sessions: Arc::default(), storage }
     }
 
     /// Serves one control connection to its end. `local` is the address the client connected to; data

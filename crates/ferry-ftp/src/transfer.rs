@@ -5,9 +5,12 @@
 //! Choices where the RFCs leave room:
 //! - ABOR during a transfer stops it at once: 426 for the transfer, then 226 for the ABOR (RFC 959). Other
 //!   commands sent during a transfer wait until it is over (QUIT too: the transfer's reply comes first).
-//! - An upload whose TLS data connection ends without close_notify is accepted, as vsftpd does by default
-//!   (`strict_ssl_read_eof=NO`): several clients close the data connection without it, and plain FTP has
-//!   no such signal at all. A connection that breaks (reset, timeout) or an ABOR discards the upload.
+//! - An upload whose TLS data connection ends without close_notify is cut off, not complete (vsftpd's
+//!   `strict_ssl_read_eof=YES`): without close_notify nothing tells a clean end from a killed client or a
+//!   forged TCP FIN, and answering 226 would put a partial file in place of a good one. Every client we
+//!   test with (curl, lftp, rclone, Python's ftplib, FileZilla) sends it. Plain FTP, which an admin must
+//!   turn on, has no such signal: there the end of the connection is the end of the file. A connection
+//!   that breaks (reset, timeout) or an ABOR also undoes the upload.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -253,7 +256,7 @@ where
             Job::Download { path, .. } | Job::Upload { path, .. } => (Some(path.clone()), true),
         };
         let outcome = match &job {
-            Job::Upload { atomic: true, .. } => "; the upload was discarded, the previous file is kept",
+            Job::Upload { atomic: true, .. } => "; the upload was undone, any previous file is kept",
             Job::Upload { atomic: false, .. } => "; the bytes received so far were kept (resume with REST)",
             _ => "",
         };
@@ -287,30 +290,34 @@ where
                 }
                 self.send(Reply::new(226, "Transfer complete")).await
             }
-            Ended::Pumped(Ok(Moved::Received { bytes, end, file })) => {
-                if end == UploadEnd::NoCloseNotify {
-                    tracing::debug!(user, client, path, "upload ended without TLS close_notify; accepted");
-                }
-                match file.close().await {
-                    Ok(()) => {
-                        tracing::info!(
-                            user,
-                            client,
-                            protocol,
-                            path,
-                            bytes_written = bytes,
-                            duration_ms = ms,
-                            "transfer"
-                        );
-                        self.send(Reply::new(226, "Transfer complete")).await
-                    }
-                    Err(e) => {
-                        tracing::warn!(user, client, protocol, path, bytes_written = bytes, error = %e,
-                            "upload could not be completed; the previous file is kept");
-                        self.send(fs_error_reply(&e)).await
-                    }
-                }
+            Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::NoCloseNotify, file })) => {
+                file.abort().await;
+                tracing::info!(
+                    user,
+                    client,
+                    protocol,
+                    path,
+                    bytes_written = bytes,
+                    duration_ms = ms,
+                    "transfer interrupted: the TLS data connection ended without close_notify (client killed or connection cut){outcome}"
+                );
+                self.send(Reply::new(
+                    426,
+                    "Data connection closed without TLS close_notify: the upload is incomplete and was discarded",
+                ))
+                .await
             }
+            Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::Clean, file })) => match file.close().await {
+                Ok(()) => {
+                    tracing::info!(user, client, protocol, path, bytes_written = bytes, duration_ms = ms, "transfer");
+                    self.send(Reply::new(226, "Transfer complete")).await
+                }
+                Err(e) => {
+                    tracing::warn!(user, client, protocol, path, bytes_written = bytes, error = %e,
+                            "upload could not be completed; the previous file is kept");
+                    self.send(fs_error_reply(&e)).await
+                }
+            },
             Ended::Pumped(Err((PumpError::Network(e), _))) => {
                 interrupted(&format!("data connection: {e}"));
                 self.send(Reply::new(426, "Connection closed; transfer aborted")).await

@@ -1,11 +1,10 @@
 //! What each request does, in terms of the [`Vfs`] trait. No sockets here: the session loop
 //! ([`crate::session`]) decides what runs when, this module decides what a request means.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ferry_vfs::{DirEntry, FileHandle, FsError, OpenOptions, VPath, Vfs};
+use ferry_vfs::{DirHandle, FileHandle, FsError, OpenOptions, VPath, Vfs};
 
 use crate::attrs_map::{to_attrs, to_set_attrs};
 use crate::proto::{Extended, OpenFlags, Request, Response, StatusCode, StatvfsReply};
@@ -34,11 +33,16 @@ pub(crate) struct FileState {
     pub(crate) opened: Instant,
     pub(crate) read: u64,
     pub(crate) written: u64,
+    /// The first WRITE that failed on this handle (a full disk, an I/O error). From then on the upload is
+    /// lost: later WRITEs fail the same way without touching the disk, and CLOSE undoes the upload and
+    /// answers with this error, so a partial file never replaces a good one.
+    pub(crate) failed: Option<FsError>,
 }
 
 pub(crate) struct DirState {
     pub(crate) path: VPath,
-    pub(crate) entries: VecDeque<DirEntry>,
+    /// Read a batch per READDIR, so a huge directory never sits in memory whole.
+    pub(crate) dir: Box<dyn DirHandle>,
 }
 
 /// What a request without a handle produced: a reply, or a new handle for the session to register.
@@ -90,27 +94,6 @@ fn statvfs_reply(id: u32, s: ferry_vfs::FsStats) -> Response {
     Response::ExtendedReply { id, data: r.encode() }
 }
 
-/// A symlink target given as an absolute virtual path is stored relative to the link's directory, so
-/// that it points inside the user's root both for Ferry and for anything else reading the disk.
-fn link_target(link: &VPath, target: &[u8]) -> Vec<u8> {
-    if !target.starts_with(b"/") {
-        return target.to_vec();
-    }
-    let target = VPath::resolve(&VPath::root(), target);
-    let depth = link.parent().components().count();
-    let mut out = Vec::new();
-    for _ in 0..depth {
-        out.extend_from_slice(b"../");
-    }
-    let rel = &target.as_bytes()[1..];
-    if rel.is_empty() {
-        out.push(b'.');
-    } else {
-        out.extend_from_slice(rel);
-    }
-    out
-}
-
 /// `~` and `~/x` mean the user's root; `~name` only the user's own name.
 fn expand_tilde(user: &str, path: &[u8]) -> Result<Vec<u8>, FsError> {
     let Some(rest) = path.strip_prefix(b"~") else {
@@ -150,6 +133,7 @@ pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome 
                     opened: Instant::now(),
                     read: 0,
                     written: 0,
+                    failed: None,
                 }))
             }
             .await;
@@ -161,8 +145,8 @@ pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome 
         Request::Opendir { id, path } => {
             let result = async {
                 let path = vpath(&path)?;
-                let entries = vfs.read_dir(&path).await?;
-                Ok::<_, FsError>(OpenHandle::Dir(DirState { path, entries: entries.into() }))
+                let dir = vfs.open_dir(&path).await?;
+                Ok::<_, FsError>(OpenHandle::Dir(DirState { path, dir }))
             }
             .await;
             match result {
@@ -222,7 +206,9 @@ pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome 
                 if target.contains(&0) {
                     return Err(FsError::InvalidPath);
                 }
-                vfs.symlink(&link_target(&link, &target), &link).await
+                // Stored as given, so READLINK gives it back unchanged; an absolute target is followed
+                // inside the user's root, as under a chroot.
+                vfs.symlink(&target, &link).await
             }
             .await,
         )),
@@ -282,24 +268,25 @@ async fn extended(ctx: &SessionCtx, id: u32, request: Extended) -> Response {
     }
 }
 
-/// Runs a request on an open handle. `slot` becomes `None` when the request closes the handle.
-pub(crate) async fn handle_request(ctx: &SessionCtx, slot: &mut Option<OpenHandle>, req: Request) -> Response {
+/// Runs a request on an open file. `slot` becomes `None` when the request closes the handle.
+pub(crate) async fn file_request(ctx: &SessionCtx, slot: &mut Option<FileState>, req: Request) -> Response {
     let id = req.id().unwrap_or(0);
-    let Some(handle) = slot.as_mut() else {
+    let Some(f) = slot.as_mut() else {
         return crate::status::invalid_handle(id);
     };
-    match (handle, req) {
-        (OpenHandle::File(f), Request::Read { id, offset, len, .. }) => {
-            match f.file.read_at(offset, len.min(MAX_READ_LEN)).await {
-                Ok(data) if data.is_empty() => Response::status(id, StatusCode::Eof, "End of file"),
-                Ok(data) => {
-                    f.read += data.len() as u64;
-                    Response::Data { id, data }
-                }
-                Err(e) => fs_error(id, &e),
+    match req {
+        Request::Read { id, offset, len, .. } => match f.file.read_at(offset, len.min(MAX_READ_LEN)).await {
+            Ok(data) if data.is_empty() => Response::status(id, StatusCode::Eof, "End of file"),
+            Ok(data) => {
+                f.read += data.len() as u64;
+                Response::Data { id, data }
             }
-        }
-        (OpenHandle::File(f), Request::Write { id, offset, data, .. }) => {
+            Err(e) => fs_error(id, &e),
+        },
+        Request::Write { id, offset, data, .. } => {
+            if let Some(e) = &f.failed {
+                return fs_error(id, &e.duplicate());
+            }
             let len = data.len() as u64;
             match f.file.write_at(offset, data).await {
                 Ok(()) => {
@@ -307,62 +294,87 @@ pub(crate) async fn handle_request(ctx: &SessionCtx, slot: &mut Option<OpenHandl
                     Response::ok(id)
                 }
                 Err(e) => {
-                    tracing::warn!(user = %ctx.user, client = %ctx.client, path = %f.path, error = %e, "write failed");
-                    fs_error(id, &e)
+                    tracing::warn!(user = %ctx.user, client = %ctx.client, path = %f.path, error = %e,
+                        "write failed; the upload will be undone when the client closes the file");
+                    let r = fs_error(id, &e);
+                    f.failed = Some(e);
+                    r
                 }
             }
         }
-        (OpenHandle::File(f), Request::Fstat { id, .. }) => {
+        Request::Fstat { id, .. } => {
             reply(id, f.file.metadata().await.map(|m| Response::Attrs { id, attrs: to_attrs(&m) }))
         }
-        (OpenHandle::File(f), Request::Fsetstat { id, attrs, .. }) => {
-            ok_or_err(id, f.file.set_metadata(&to_set_attrs(&attrs)).await)
-        }
-        (OpenHandle::File(f), Request::Extended { id, request: Extended::Fsync { .. } }) => {
-            ok_or_err(id, f.file.sync().await)
-        }
-        (OpenHandle::File(f), Request::Extended { id, request: Extended::Fstatvfs { .. } }) => {
+        Request::Fsetstat { id, attrs, .. } => ok_or_err(id, f.file.set_metadata(&to_set_attrs(&attrs)).await),
+        Request::Extended { id, request: Extended::Fsync { .. } } => ok_or_err(id, f.file.sync().await),
+        Request::Extended { id, request: Extended::Fstatvfs { .. } } => {
             reply(id, ctx.vfs.stats(&f.path).await.map(|s| statvfs_reply(id, s)))
         }
-        (OpenHandle::Dir(d), Request::Extended { id, request: Extended::Fstatvfs { .. } }) => {
-            reply(id, ctx.vfs.stats(&d.path).await.map(|s| statvfs_reply(id, s)))
+        Request::Close { id, .. } => match slot.take() {
+            Some(f) => close_file(ctx, id, f).await,
+            None => crate::status::invalid_handle(id),
+        },
+        other => {
+            Response::status(other.id().unwrap_or(0), StatusCode::Failure, "This handle is a file, not a directory")
         }
-        (OpenHandle::Dir(d), Request::Fstat { id, .. }) => {
+    }
+}
+
+/// Runs a request on an open directory. `slot` becomes `None` when the request closes the handle.
+pub(crate) async fn dir_request(ctx: &SessionCtx, slot: &mut Option<DirState>, req: Request) -> Response {
+    let id = req.id().unwrap_or(0);
+    let Some(d) = slot.as_mut() else {
+        return crate::status::invalid_handle(id);
+    };
+    match req {
+        Request::Readdir { id, .. } => match d.dir.next_batch(READDIR_BATCH).await {
+            Ok(batch) if batch.is_empty() => Response::status(id, StatusCode::Eof, "End of directory"),
+            Ok(batch) => {
+                let now = now();
+                let entries = batch
+                    .into_iter()
+                    .map(|e| {
+                        let long = ferry_vfs::listing::ls_line(&e.name, &e.metadata, &ctx.user, now);
+                        (e.name, long, to_attrs(&e.metadata))
+                    })
+                    .collect();
+                Response::Name { id, entries }
+            }
+            Err(e) => fs_error(id, &e),
+        },
+        Request::Fstat { id, .. } => {
             reply(id, ctx.vfs.metadata(&d.path).await.map(|m| Response::Attrs { id, attrs: to_attrs(&m) }))
         }
-        (OpenHandle::Dir(d), Request::Readdir { id, .. }) => {
-            if d.entries.is_empty() {
-                return Response::status(id, StatusCode::Eof, "End of directory");
-            }
-            let now = now();
-            let n = d.entries.len().min(READDIR_BATCH);
-            let entries = d
-                .entries
-                .drain(..n)
-                .map(|e| {
-                    let long = ferry_vfs::listing::ls_line(&e.name, &e.metadata, &ctx.user, now);
-                    (e.name, long, to_attrs(&e.metadata))
-                })
-                .collect();
-            Response::Name { id, entries }
+        Request::Extended { id, request: Extended::Fstatvfs { .. } } => {
+            reply(id, ctx.vfs.stats(&d.path).await.map(|s| statvfs_reply(id, s)))
         }
-        (_, Request::Close { id, .. }) => match slot.take() {
-            Some(OpenHandle::File(f)) => close_file(ctx, id, f).await,
-            _ => Response::ok(id),
-        },
-        (OpenHandle::Dir(_), req) => {
-            Response::status(req.id().unwrap_or(0), StatusCode::Failure, "This handle is a directory, not a file")
+        Request::Close { id, .. } => {
+            *slot = None;
+            Response::ok(id)
         }
-        (OpenHandle::File(_), req) => {
-            Response::status(req.id().unwrap_or(0), StatusCode::Failure, "This handle is a file, not a directory")
+        other => {
+            Response::status(other.id().unwrap_or(0), StatusCode::Failure, "This handle is a directory, not a file")
         }
     }
 }
 
 async fn close_file(ctx: &SessionCtx, id: u32, f: FileState) -> Response {
-    let FileState { file, path, opened, read, written } = f;
-    let result = file.close().await;
+    let FileState { file, path, opened, read, written, failed } = f;
     let ms = opened.elapsed().as_millis() as u64;
+    if let Some(e) = failed {
+        file.abort().await;
+        tracing::warn!(
+            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
+            bytes_written = written, duration_ms = ms, error = %e,
+            "transfer interrupted: a write failed; the upload was undone and any previous file is kept"
+        );
+        return Response::status(
+            id,
+            StatusCode::Failure,
+            format!("Upload failed: {}; the file was not changed", e.user_message()),
+        );
+    }
+    let result = file.close().await;
     match &result {
         Ok(()) if read > 0 || written > 0 => tracing::info!(
             user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
@@ -371,45 +383,34 @@ async fn close_file(ctx: &SessionCtx, id: u32, f: FileState) -> Response {
         Ok(()) => {}
         Err(e) => tracing::warn!(
             user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
-            bytes_written = written, error = %e, "upload could not be completed; the previous file is kept"
+            bytes_written = written, error = %e, "transfer interrupted: the upload could not be completed; the previous file is kept"
         ),
     }
     ok_or_err(id, result)
 }
 
-/// Called when a session ends with a file still open: an upload cut off mid-way. Dropping the handle
-/// discards its temporary file, so the previous version stays in place.
-pub(crate) fn abandon(ctx: &SessionCtx, handle: OpenHandle) {
-    if let OpenHandle::File(f) = handle {
-        if f.written > 0 {
-            tracing::warn!(
-                user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
-                bytes_written = f.written, duration_ms = f.opened.elapsed().as_millis() as u64,
-                "transfer interrupted: connection closed before the file was closed; an upload replacing a file was discarded"
-            );
-        } else if f.read > 0 {
-            tracing::info!(
-                user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
-                bytes_read = f.read, duration_ms = f.opened.elapsed().as_millis() as u64,
-                "transfer interrupted"
-            );
-        }
+/// Called when a session ends with a file still open: a transfer cut off mid-way. An upload is undone,
+/// so the previous version stays in place.
+pub(crate) async fn abandon(ctx: &SessionCtx, f: FileState) {
+    if f.written > 0 {
+        tracing::warn!(
+            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
+            bytes_written = f.written, duration_ms = f.opened.elapsed().as_millis() as u64,
+            "transfer interrupted: connection closed before the file was closed; the upload was undone"
+        );
+    } else if f.read > 0 {
+        tracing::info!(
+            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
+            bytes_read = f.read, duration_ms = f.opened.elapsed().as_millis() as u64,
+            "transfer interrupted"
+        );
     }
+    f.file.abort().await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn absolute_link_targets_become_relative() {
-        let link = VPath::resolve(&VPath::root(), b"/a/b/link");
-        assert_eq!(link_target(&link, b"/etc/passwd"), b"../../etc/passwd");
-        assert_eq!(link_target(&VPath::resolve(&VPath::root(), b"/l"), b"/x"), b"x");
-        assert_eq!(link_target(&link, b"/"), b"../../.");
-        assert_eq!(link_target(&link, b"rel/t"), b"rel/t");
-        assert_eq!(link_target(&link, b"/../../x"), b"../../x");
-    }
 
     #[test]
     fn tilde() {

@@ -1,16 +1,22 @@
-//! One SFTP session: cuts frames from the client's byte stream, runs requests and writes replies.
+//! One SFTP session: cuts frames from the client's byte stream, runs requests in the client's order and
+//! writes replies.
 //!
-//! Three kinds of task, so that reading input never waits for anything slow:
-//! - the reader (this module's [`serve`]) only parses and routes; it must keep draining the transport's
-//!   input, because a transport that cannot deliver stalls the whole SSH connection;
-//! - requests on a handle go to that handle's *lane*, a task that runs them one after another, so the
-//!   order of reads, writes and the close on one file is the client's order; different handles and
-//!   path requests (stat, mkdir, ...) run concurrently;
-//! - the writer sends replies and coalesces small ones into one transport write.
+//! Order: every request sees the effect of every request received before it, as with OpenSSH's
+//! sftp-server, which answers one request at a time (lftp pipelines MKDIR a, MKDIR a/b; sshfs pipelines
+//! OPEN and STAT of the same name). Only READ and WRITE on open files overlap, for speed: each file
+//! has a *lane*, a task that runs its READs and WRITEs one after another in the client's order, while
+//! the session goes on reading the next requests. Any other request is a barrier: it waits until every
+//! READ and WRITE before it has finished, then runs alone.
 //!
-//! Memory is bounded without ever blocking the reader on the writer: the bytes of replies in flight are
-//! counted, and while they exceed [`SFTP_MAX_INFLIGHT_REPLY`] the reader keeps buffering raw input
-//! (up to [`SFTP_MAX_QUEUED_INPUT`]) instead of starting new requests.
+//! Memory is bounded whatever the client does and however slow the storage is:
+//! - input is taken from the transport as it arrives, and handed back as *credit* only once its request
+//!   has finished (a WRITE: once its data is on the storage); the SSH adaptor turns that credit into
+//!   channel window, so a client that outruns the storage finds its window closed and waits;
+//! - replies waiting to be sent are counted, and while they exceed [`SFTP_MAX_INFLIGHT_REPLY`] no new
+//!   request starts: a client that does not read its replies stops being served, and then stops
+//!   getting window;
+//! - a client that ignores the window and sends more than [`Limits::max_buffered_input`] anyway is
+//!   disconnected.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,16 +27,28 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
-use crate::dispatch::{self, OpenHandle, PathOutcome, SessionCtx};
+use crate::dispatch::{self, DirState, FileState, OpenHandle, PathOutcome, SessionCtx};
 use crate::proto::{split_frame, Request, Response, StatusCode, MAX_OPEN_HANDLES};
 use ferry_vfs::activity::{Activity, FileGuard};
 
-/// See the module comment. Kept here rather than in ferry-config so that the codec crate stands alone.
+/// Bytes of replies that may wait to be sent before the session stops starting new requests.
 pub const SFTP_MAX_INFLIGHT_REPLY: usize = 16 * 1024 * 1024;
-pub const SFTP_MAX_QUEUED_INPUT: usize = 64 * 1024 * 1024;
 /// Replies smaller than this are gathered into one transport write.
 const COALESCE_BELOW: usize = 16 * 1024;
 const COALESCE_UP_TO: usize = 64 * 1024;
+
+/// How much a session may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Input received but not yet consumed beyond which the client is taken to ignore flow control.
+    pub max_buffered_input: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_buffered_input: 64 * 1024 * 1024 }
+    }
+}
 
 /// Where replies go: an SSH channel in production, anything in tests.
 #[async_trait]
@@ -39,6 +57,17 @@ pub trait ReplyWriter: Send + 'static {
     async fn write(&mut self, data: Bytes) -> bool;
     /// Called once after the last reply.
     async fn finish(&mut self);
+}
+
+/// Told how many input bytes the session has consumed, so the transport can let the client send that
+/// much more (SSH: a channel window adjustment).
+pub trait InputCredit: Send + Sync + 'static {
+    fn consumed(&self, bytes: usize);
+}
+
+/// For transports without flow control (tests).
+impl InputCredit for () {
+    fn consumed(&self, _: usize) {}
 }
 
 #[derive(Default)]
@@ -60,6 +89,30 @@ impl Budget {
     }
 }
 
+/// READs and WRITEs handed to lanes and not finished yet.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    done: Notify,
+}
+
+impl InFlight {
+    fn started(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+    fn finished(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        // One waiter (the session): a stored permit is never lost, a spurious wake-up only re-checks.
+        self.done.notify_one();
+    }
+    /// Resolves once every lane job handed out so far has finished.
+    async fn idle(&self) {
+        while self.count.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+    }
+}
+
 /// A reply and the budget its request took.
 struct Outgoing {
     bytes: Bytes,
@@ -76,15 +129,16 @@ impl Out {
     }
 }
 
+/// A request for a lane, with what it holds: reply budget, and input bytes to hand back when done.
 struct Job {
     req: Request,
     credit: usize,
+    input: usize,
 }
 
-struct Opened {
-    id: u32,
-    handle: OpenHandle,
-    credit: usize,
+enum Slot {
+    File(UnboundedSender<Job>),
+    Dir(DirState),
 }
 
 /// Budget a request takes until its reply is written: what the reply may weigh.
@@ -96,32 +150,51 @@ fn credit_for(req: &Request) -> usize {
     }
 }
 
+/// The open handles of a session and everything needed to run requests on them.
+struct Session {
+    ctx: Arc<SessionCtx>,
+    activity: Arc<Activity>,
+    out: Out,
+    credit: Arc<dyn InputCredit>,
+    inflight: Arc<InFlight>,
+    handles: HashMap<Vec<u8>, Slot>,
+    next_handle: u64,
+}
+
 /// Serves one SFTP session until the input ends or the client breaks the protocol.
 pub async fn serve<W: ReplyWriter>(
     ctx: Arc<SessionCtx>,
     activity: Arc<Activity>,
     mut input: UnboundedReceiver<Bytes>,
     writer: W,
+    credit: Arc<dyn InputCredit>,
+    limits: Limits,
 ) {
     let budget = Arc::new(Budget::default());
     let (out_tx, out_rx) = unbounded_channel();
     let writer_task = tokio::spawn(write_loop(writer, out_rx, budget.clone()));
-    let out = Out(out_tx);
-    let (opened_tx, mut opened_rx) = unbounded_channel::<Opened>();
-    let mut lanes: HashMap<Vec<u8>, UnboundedSender<Job>> = HashMap::new();
-    let mut next_handle: u64 = 1;
+    let mut s = Session {
+        ctx,
+        activity,
+        out: Out(out_tx),
+        credit,
+        inflight: Arc::default(),
+        handles: HashMap::new(),
+        next_handle: 1,
+    };
     let mut buf = BytesMut::new();
     let mut initialized = false;
     let mut input_open = true;
 
     'session: loop {
-        // Start every complete request the budget allows; once the input has ended, finish them all.
+        // Start every complete request the budget allows, in order; once the input has ended, finish
+        // them all.
         while !budget.full() || !input_open {
             let total = match split_frame(&buf) {
                 Ok(Some(total)) => total,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(user = %ctx.user, client = %ctx.client, "closing SFTP session: {e}");
+                    tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "closing SFTP session: {e}");
                     break 'session;
                 }
             };
@@ -129,47 +202,35 @@ pub async fn serve<W: ReplyWriter>(
             let req = match Request::decode(body) {
                 Ok(req) => req,
                 Err((Some(id), e)) => {
-                    tracing::warn!(user = %ctx.user, client = %ctx.client, "malformed SFTP request: {e}");
-                    out.send(Response::status(id, StatusCode::BadMessage, format!("Malformed request: {e}")), 0);
+                    tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "malformed SFTP request: {e}");
+                    s.out.send(Response::status(id, StatusCode::BadMessage, format!("Malformed request: {e}")), 0);
+                    s.credit.consumed(total);
                     continue;
                 }
                 Err((None, e)) => {
-                    tracing::warn!(user = %ctx.user, client = %ctx.client, "closing SFTP session: malformed packet: {e}");
+                    tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "closing SFTP session: malformed packet: {e}");
                     break 'session;
                 }
             };
             if let Request::Init { version } = req {
-                tracing::debug!(client = %ctx.client, version, "SFTP init");
+                tracing::debug!(client = %s.ctx.client, version, "SFTP init");
                 initialized = true;
-                out.send(Response::Version, 0);
+                s.out.send(Response::Version, 0);
+                s.credit.consumed(total);
                 continue;
             }
             if !initialized {
-                tracing::warn!(user = %ctx.user, client = %ctx.client, "closing SFTP session: request before INIT");
+                tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "closing SFTP session: request before INIT");
                 break 'session;
             }
             let credit = credit_for(&req);
             budget.take(credit);
-            route(&ctx, req, credit, &mut lanes, &out, &opened_tx);
+            s.run(req, credit, total).await;
         }
         if !input_open {
             break;
         }
         tokio::select! {
-            Some(op) = opened_rx.recv() => {
-                if lanes.len() >= MAX_OPEN_HANDLES as usize {
-                    dispatch::abandon(&ctx, op.handle);
-                    out.send(Response::status(op.id, StatusCode::Failure, "Too many open files and directories in this session"), op.credit);
-                    continue;
-                }
-                let name = next_handle.to_string().into_bytes();
-                next_handle += 1;
-                let (tx, rx) = unbounded_channel();
-                let guard = matches!(op.handle, OpenHandle::File(_)).then(|| FileGuard::new(&activity));
-                tokio::spawn(lane(ctx.clone(), op.handle, rx, out.clone(), guard));
-                lanes.insert(name.clone(), tx);
-                out.send(Response::Handle { id: op.id, handle: name }, op.credit);
-            }
             chunk = input.recv() => match chunk {
                 Some(chunk) => {
                     // Usually the buffer is empty between packets: then take the chunk as it is, and
@@ -182,10 +243,10 @@ pub async fn serve<W: ReplyWriter>(
                     } else {
                         buf.extend_from_slice(&chunk);
                     }
-                    if buf.len() > SFTP_MAX_QUEUED_INPUT {
-                        tracing::warn!(user = %ctx.user, client = %ctx.client,
-                            "closing SFTP session: client sent more than {} MiB of requests without reading the replies",
-                            SFTP_MAX_QUEUED_INPUT >> 20);
+                    if buf.len() > limits.max_buffered_input {
+                        tracing::warn!(user = %s.ctx.user, client = %s.ctx.client,
+                            "closing SFTP session: client sent more than {} MiB of requests beyond its window without reading the replies",
+                            limits.max_buffered_input >> 20);
                         break 'session;
                     }
                 }
@@ -195,76 +256,126 @@ pub async fn serve<W: ReplyWriter>(
         }
     }
     // Dropping the lanes' senders lets each lane finish what it was given, then end; a file still open
-    // then is an interrupted transfer and is abandoned by its lane.
-    drop(lanes);
-    drop(opened_tx);
-    while let Ok(op) = opened_rx.try_recv() {
-        dispatch::abandon(&ctx, op.handle);
-    }
-    drop(out);
+    // then is an interrupted transfer, undone by its lane. The writer ends when every lane has.
+    drop(s);
     let _ = writer_task.await;
 }
 
-fn route(
-    ctx: &Arc<SessionCtx>,
-    req: Request,
-    credit: usize,
-    lanes: &mut HashMap<Vec<u8>, UnboundedSender<Job>>,
-    out: &Out,
-    opened: &UnboundedSender<Opened>,
-) {
-    if let Some(handle) = req.handle() {
+impl Session {
+    /// Runs one request: READ and WRITE go to their file's lane; anything else first waits for every
+    /// READ and WRITE before it to finish.
+    async fn run(&mut self, req: Request, credit: usize, input: usize) {
+        let Some(handle) = req.handle().map(<[u8]>::to_vec) else {
+            self.inflight.idle().await;
+            let outcome = dispatch::path_request(&self.ctx, req).await;
+            match outcome {
+                PathOutcome::Reply(r) => self.out.send(r, credit),
+                PathOutcome::Opened { id, handle } => self.opened(id, handle, credit).await,
+            }
+            self.credit.consumed(input);
+            return;
+        };
+        let data_op = matches!(req, Request::Read { .. } | Request::Write { .. });
         let closing = matches!(req, Request::Close { .. });
-        let id = req.id().unwrap_or(0);
-        let handle = handle.to_vec();
-        match lanes.get(&handle) {
-            Some(lane) => {
-                // The lane ends only after its sender is dropped, so this send cannot fail while we
-                // hold the sender; if it somehow did, the client still gets an answer.
-                if let Err(e) = lane.send(Job { req, credit }) {
-                    out.send(crate::status::invalid_handle(e.0.req.id().unwrap_or(0)), credit);
+        match self.handles.get_mut(&handle) {
+            Some(Slot::File(lane)) => {
+                if !data_op {
+                    self.inflight.idle().await;
+                }
+                self.inflight.started();
+                if let Err(e) = lane.send(Job { req, credit, input }) {
+                    // The lane ends only after its sender is dropped, so this cannot happen while we hold
+                    // the sender; if it somehow did, the client still gets an answer.
+                    self.out.send(crate::status::invalid_handle(e.0.req.id().unwrap_or(0)), credit);
+                    self.credit.consumed(input);
+                    self.inflight.finished();
+                }
+                if !data_op {
+                    self.inflight.idle().await;
                 }
             }
-            None => out.send(crate::status::invalid_handle(id), credit),
+            Some(Slot::Dir(_)) => {
+                self.inflight.idle().await;
+                let Some(Slot::Dir(dir)) = self.handles.remove(&handle) else {
+                    return;
+                };
+                let mut slot = Some(dir);
+                let r = dispatch::dir_request(&self.ctx, &mut slot, req).await;
+                if let Some(dir) = slot {
+                    self.handles.insert(handle.clone(), Slot::Dir(dir));
+                }
+                self.out.send(r, credit);
+                self.credit.consumed(input);
+            }
+            None => {
+                self.out.send(crate::status::invalid_handle(req.id().unwrap_or(0)), credit);
+                self.credit.consumed(input);
+            }
         }
         if closing {
-            lanes.remove(&handle);
+            self.handles.remove(&handle);
         }
-        return;
     }
-    let ctx = ctx.clone();
-    let out = out.clone();
-    let opened = opened.clone();
-    tokio::spawn(async move {
-        match dispatch::path_request(&ctx, req).await {
-            PathOutcome::Reply(r) => out.send(r, credit),
-            PathOutcome::Opened { id, handle } => {
-                if let Err(e) = opened.send(Opened { id, handle, credit }) {
-                    // The session ended while the open ran: nobody will use this handle.
-                    dispatch::abandon(&ctx, e.0.handle);
-                }
-            }
-        }
-    });
-}
 
-async fn lane(
-    ctx: Arc<SessionCtx>,
-    handle: OpenHandle,
-    mut jobs: UnboundedReceiver<Job>,
-    out: Out,
-    _guard: Option<FileGuard>,
-) {
-    let mut slot = Some(handle);
-    while let Some(job) = jobs.recv().await {
-        let r = dispatch::handle_request(&ctx, &mut slot, job.req).await;
-        out.send(r, job.credit);
-        if slot.is_none() {
+    /// Registers a handle that OPEN or OPENDIR produced and answers with its name.
+    async fn opened(&mut self, id: u32, handle: OpenHandle, credit: usize) {
+        if self.handles.len() >= MAX_OPEN_HANDLES as usize {
+            if let OpenHandle::File(f) = handle {
+                dispatch::abandon(&self.ctx, f).await;
+            }
+            self.out.send(
+                Response::status(id, StatusCode::Failure, "Too many open files and directories in this session"),
+                credit,
+            );
             return;
         }
+        let name = self.next_handle.to_string().into_bytes();
+        self.next_handle += 1;
+        let slot = match handle {
+            OpenHandle::File(f) => {
+                let (tx, rx) = unbounded_channel();
+                let lane = Lane {
+                    ctx: self.ctx.clone(),
+                    out: self.out.clone(),
+                    credit: self.credit.clone(),
+                    inflight: self.inflight.clone(),
+                    _guard: FileGuard::new(&self.activity),
+                };
+                tokio::spawn(lane.run(f, rx));
+                Slot::File(tx)
+            }
+            OpenHandle::Dir(d) => Slot::Dir(d),
+        };
+        self.handles.insert(name.clone(), slot);
+        self.out.send(Response::Handle { id, handle: name }, credit);
     }
-    if let Some(h) = slot {
-        dispatch::abandon(&ctx, h);
+}
+
+/// Runs the requests of one open file in order.
+struct Lane {
+    ctx: Arc<SessionCtx>,
+    out: Out,
+    credit: Arc<dyn InputCredit>,
+    inflight: Arc<InFlight>,
+    /// Counts the file as a transfer in progress, so a stopping server waits for it.
+    _guard: FileGuard,
+}
+
+impl Lane {
+    async fn run(self, file: FileState, mut jobs: UnboundedReceiver<Job>) {
+        let mut slot = Some(file);
+        while let Some(job) = jobs.recv().await {
+            let r = dispatch::file_request(&self.ctx, &mut slot, job.req).await;
+            self.out.send(r, job.credit);
+            self.credit.consumed(job.input);
+            self.inflight.finished();
+            if slot.is_none() {
+                return;
+            }
+        }
+        if let Some(f) = slot {
+            dispatch::abandon(&self.ctx, f).await;
+        }
     }
 }
 

@@ -5,14 +5,14 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_auth::{User, UserStore};
-use ferry_vfs::local::LocalFs;
+use ferry_vfs::Storage;
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Preferred, SshId};
@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::dispatch::SessionCtx;
-use crate::session::{serve, ReplyWriter};
+use crate::proto::MAX_PACKET_LEN;
+use crate::session::{serve, InputCredit, Limits, ReplyWriter};
 use ferry_vfs::activity::Activity;
 
 /// Tuning and limits of the SSH layer.
@@ -39,8 +40,11 @@ pub struct SshSettings {
 pub struct SshService {
     config: Arc<russh::server::Config>,
     login_timeout: Duration,
+    /// Each channel's receive window: the most SFTP input a session holds unconsumed.
+    window: u32,
     store: Arc<UserStore>,
     activity: Arc<Activity>,
+    storage: Arc<dyn Storage>,
 }
 
 /// Only modern algorithms: AEAD ciphers first; CTR with SHA-2 HMACs after them because libssh2 (curl,
@@ -78,7 +82,13 @@ fn preferred() -> Preferred {
 }
 
 impl SshService {
-    pub fn new(keys: Vec<PrivateKey>, store: Arc<UserStore>, activity: Arc<Activity>, s: &SshSettings) -> Self {
+    pub fn new(
+        keys: Vec<PrivateKey>,
+        store: Arc<UserStore>,
+        activity: Arc<Activity>,
+        storage: Arc<dyn Storage>,
+        s: &SshSettings,
+    ) -> Self {
         let config = russh::server::Config {
             server_id: SshId::Standard(Cow::Borrowed(concat!("SSH-2.0-Ferry_", env!("CARGO_PKG_VERSION")))),
             methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
@@ -97,9 +107,19 @@ impl SshService {
             keepalive_interval: Some(Duration::from_secs(60)),
             keepalive_max: 3,
             nodelay: true,
+            // The window is handed back as the SFTP session consumes its input (see `WindowCredit`),
+            // not as data arrives: a client that outruns the storage must wait, not fill our memory.
+            manual_window_adjust: true,
             ..Default::default()
         };
-        SshService { config: Arc::new(config), login_timeout: s.login_timeout, store, activity }
+        SshService {
+            config: Arc::new(config),
+            login_timeout: s.login_timeout,
+            window: s.window_size,
+            store,
+            activity,
+            storage,
+        }
     }
 
     /// Serves one connection until it ends. The stream may replay bytes a listener already read to
@@ -303,7 +323,8 @@ impl russh::server::Handler for SshConn {
             return Ok(());
         };
         let home = user.home.clone();
-        let vfs = match tokio::task::spawn_blocking(move || LocalFs::new(&home)).await {
+        let storage = self.svc.storage.clone();
+        let vfs = match tokio::task::spawn_blocking(move || storage.open_home(&home)).await {
             Ok(Ok(fs)) => fs,
             Ok(Err(e)) => {
                 tracing::error!(user = %user.name, home = %user.home.display(), "cannot open the user's home directory: {e}");
@@ -325,13 +346,11 @@ impl russh::server::Handler for SshConn {
         session.channel_success(channel)?;
         let (tx, rx) = unbounded_channel();
         self.sftp.insert(channel, tx);
-        let ctx = Arc::new(SessionCtx {
-            vfs: Arc::new(vfs),
-            user: user.name.clone(),
-            client: self.peer.to_string(),
-            protocol: "sftp",
-        });
-        tokio::spawn(serve(ctx, self.svc.activity.clone(), rx, ChannelWriter(write)));
+        let ctx =
+            Arc::new(SessionCtx { vfs, user: user.name.clone(), client: self.peer.to_string(), protocol: "sftp" });
+        let credit = WindowCredit::start(session.handle(), channel, self.svc.window);
+        let limits = Limits { max_buffered_input: 2 * self.svc.window as usize + MAX_PACKET_LEN as usize };
+        tokio::spawn(serve(ctx, self.svc.activity.clone(), rx, ChannelWriter(write), credit, limits));
         Ok(())
     }
 
@@ -426,5 +445,41 @@ impl ReplyWriter for ChannelWriter {
     async fn finish(&mut self) {
         let _ = self.0.eof().await;
         let _ = self.0.close().await;
+    }
+}
+
+/// Hands an SFTP channel's window back to the client as the session consumes its input.
+///
+/// Adjustments are batched (an eighth of the window at a time, as OpenSSH waits for a good share of
+/// its window to be used before adjusting), and sent from a small task because `Handle::adjust_window`
+/// is async while `consumed` is called from every lane. The task ends with the session.
+struct WindowCredit {
+    pending: AtomicUsize,
+    step: usize,
+    tx: UnboundedSender<u32>,
+}
+
+impl WindowCredit {
+    fn start(handle: russh::server::Handle, channel: ChannelId, window: u32) -> Arc<WindowCredit> {
+        let (tx, mut rx) = unbounded_channel::<u32>();
+        tokio::spawn(async move {
+            while let Some(n) = rx.recv().await {
+                if handle.adjust_window(channel, n).await.is_err() {
+                    return; // the connection is gone
+                }
+            }
+        });
+        Arc::new(WindowCredit { pending: AtomicUsize::new(0), step: (window as usize / 8).max(1), tx })
+    }
+}
+
+impl InputCredit for WindowCredit {
+    fn consumed(&self, bytes: usize) {
+        if self.pending.fetch_add(bytes, Ordering::AcqRel) + bytes >= self.step {
+            let n = self.pending.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                let _ = self.tx.send(n.min(u32::MAX as usize) as u32);
+            }
+        }
     }
 }

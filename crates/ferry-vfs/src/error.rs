@@ -42,6 +42,28 @@ impl FsError {
     }
 }
 
+impl FsError {
+    /// A copy of this error, for answering every later request the same way (io::Error cannot be cloned:
+    /// the copy keeps its OS error code or its kind and message).
+    pub fn duplicate(&self) -> FsError {
+        match self {
+            FsError::NotFound => FsError::NotFound,
+            FsError::PermissionDenied => FsError::PermissionDenied,
+            FsError::AlreadyExists => FsError::AlreadyExists,
+            FsError::NotADirectory => FsError::NotADirectory,
+            FsError::IsADirectory => FsError::IsADirectory,
+            FsError::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
+            FsError::NoSpace => FsError::NoSpace,
+            FsError::InvalidPath => FsError::InvalidPath,
+            FsError::Unsupported(what) => FsError::Unsupported(what),
+            FsError::Io(e) => FsError::Io(match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            }),
+        }
+    }
+}
+
 fn io_kind_text(e: &io::Error) -> String {
     // The raw OS message may contain server-side paths only when constructed with them; io::Error from
     // std file operations carries none, but stay on the safe side and describe the kind.

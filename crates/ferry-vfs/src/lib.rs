@@ -25,6 +25,13 @@ pub use types::{DirEntry, FileKind, FsStats, Metadata, OpenOptions, SetAttrs};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+/// Opens each user's storage. The server holds one, and every protocol gets a user's [`Vfs`] from it, so
+/// the backend (local disk today, object storage later) is chosen in one place.
+pub trait Storage: Send + Sync + 'static {
+    /// The storage of the user whose root is `home`. Blocking: call it from `spawn_blocking`.
+    fn open_home(&self, home: &std::path::Path) -> std::io::Result<std::sync::Arc<dyn Vfs>>;
+}
+
 /// One user's view of storage, rooted at their virtual `/`.
 #[async_trait]
 pub trait Vfs: Send + Sync + 'static {
@@ -32,12 +39,29 @@ pub trait Vfs: Send + Sync + 'static {
     async fn metadata(&self, path: &VPath) -> FsResult<Metadata>;
     /// Metadata of `path` itself, not following a final symlink (SFTP LSTAT).
     async fn symlink_metadata(&self, path: &VPath) -> FsResult<Metadata>;
-    /// Every entry of a directory with its (lstat) metadata, `.` and `..` excluded.
+    /// Opens a directory for listing, a batch at a time (SFTP OPENDIR/READDIR), so that a huge directory
+    /// is never held in memory whole.
+    async fn open_dir(&self, path: &VPath) -> FsResult<Box<dyn DirHandle>>;
+    /// Every entry of a directory with its (lstat) metadata, sorted by name, `.` and `..` excluded.
     /// Backends hide their own temporary upload files.
-    async fn read_dir(&self, path: &VPath) -> FsResult<Vec<DirEntry>>;
-    /// Opens a file. With `truncate` (or `create` on a file that does not exist yet) the backend writes to
-    /// a temporary file and only replaces `path` when [`FileHandle::close`] succeeds: an upload that is cut
-    /// off leaves the previous file intact. Without `truncate`, writes go in place (resume, random access).
+    async fn read_dir(&self, path: &VPath) -> FsResult<Vec<DirEntry>> {
+        let mut dir = self.open_dir(path).await?;
+        let mut out = Vec::new();
+        loop {
+            let batch = dir.next_batch(1024).await?;
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+    /// Opens a file. With `truncate` (or `create` on a file that does not exist yet) the open starts an
+    /// upload: it replaces or creates `path` only when [`FileHandle::close`] succeeds, and an upload that
+    /// is cut off ([`FileHandle::abort`], or a dropped handle) leaves the previous file intact. Whether
+    /// the name shows the new data meanwhile depends on the backend's upload mode. Without `truncate`,
+    /// writes go in place (resume, random access).
     async fn open(&self, path: &VPath, opts: OpenOptions) -> FsResult<Box<dyn FileHandle>>;
     async fn create_dir(&self, path: &VPath, mode: Option<u32>) -> FsResult<()>;
     async fn remove_dir(&self, path: &VPath) -> FsResult<()>;
@@ -60,6 +84,13 @@ pub trait Vfs: Send + Sync + 'static {
     async fn stats(&self, path: &VPath) -> FsResult<FsStats>;
 }
 
+/// A directory being listed.
+#[async_trait]
+pub trait DirHandle: Send + Sync {
+    /// Up to `max` more entries with their (lstat) metadata, in no particular order; empty at the end.
+    async fn next_batch(&mut self, max: usize) -> FsResult<Vec<DirEntry>>;
+}
+
 /// An open file. Reads and writes carry their own offset, so requests on one handle do not depend on a
 /// shared cursor.
 #[async_trait]
@@ -72,7 +103,13 @@ pub trait FileHandle: Send + Sync {
     async fn metadata(&self) -> FsResult<Metadata>;
     async fn set_metadata(&self, attrs: &SetAttrs) -> FsResult<()>;
     async fn sync(&self) -> FsResult<()>;
-    /// Finishes the file: for an atomic upload, moves the temporary file into place. Dropping a handle
-    /// without closing it discards an atomic upload (its temporary file is removed).
+    /// Finishes the file: an upload becomes the file under its name (see the backend's upload modes).
+    /// On error the upload is undone and the previous file, if any, stays.
     async fn close(self: Box<Self>) -> FsResult<()>;
+    /// Gives up on the file: an upload that was cut off (connection lost, a failed write, a TLS data
+    /// connection ended without close_notify) is undone, so a partial file never replaces a good one.
+    /// Dropping a handle does the same, less promptly.
+    async fn abort(self: Box<Self>) {
+        drop(self);
+    }
 }

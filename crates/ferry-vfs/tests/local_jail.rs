@@ -7,10 +7,12 @@ use common::*;
 use ferry_vfs::{FileKind, FsError, OpenOptions, SetAttrs, Vfs};
 use std::os::unix::fs::symlink;
 
-/// Every way out of the root must be refused as PermissionDenied (cap-std's "a path led outside of the
-/// filesystem"), never as a generic I/O error.
+/// Every way out of the root must be refused, never reach outside and never end as a generic I/O error.
+/// Links are followed in chroot terms (an absolute target or a `..` above the root stays inside the root,
+/// as with OpenSSH's ChrootDirectory), so an escape ends as "not found" inside the root, a loop, or
+/// cap-std's "a path led outside of the filesystem" (PermissionDenied).
 fn is_denied(r: &Result<impl std::fmt::Debug, FsError>) -> bool {
-    matches!(r, Err(FsError::PermissionDenied))
+    matches!(r, Err(FsError::PermissionDenied | FsError::NotFound | FsError::InvalidPath))
 }
 
 #[tokio::test]
@@ -19,10 +21,10 @@ async fn absolute_symlink_to_etc_cannot_be_followed() {
     symlink("/etc", s.root.join("etc")).unwrap();
     symlink("/etc/passwd", s.root.join("passwd")).unwrap();
 
-    // cap-std's refusal must arrive as PermissionDenied, not as a generic I/O error.
-    assert!(matches!(s.fs.metadata(&vp("/etc")).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(s.fs.metadata(&vp("/passwd")).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(s.fs.read_dir(&vp("/etc")).await, Err(FsError::PermissionDenied)));
+    // Followed inside the root, /etc names the link itself again (a loop) and /etc/passwd nothing.
+    assert!(is_denied(&s.fs.metadata(&vp("/etc")).await));
+    assert!(is_denied(&s.fs.metadata(&vp("/passwd")).await));
+    assert!(is_denied(&s.fs.read_dir(&vp("/etc")).await));
     assert!(is_denied(&s.fs.open(&vp("/etc/passwd"), read_opts()).await.map(|_| ())));
     assert!(is_denied(&s.fs.open(&vp("/passwd"), read_opts()).await.map(|_| ())));
     assert!(is_denied(&s.fs.metadata(&vp("/etc/passwd")).await));
@@ -174,4 +176,29 @@ async fn the_root_itself_is_protected() {
     assert!(matches!(s.fs.open(&root, put_opts()).await.map(|_| ()), Err(FsError::IsADirectory)));
     assert_eq!(s.fs.metadata(&root).await.unwrap().kind, FileKind::Dir);
     assert!(s.root.is_dir());
+}
+
+#[tokio::test]
+async fn absolute_targets_are_kept_as_given_and_followed_inside_the_root() {
+    let s = scratch();
+    std::fs::create_dir_all(s.root.join("abs/dir")).unwrap();
+    std::fs::write(s.root.join("abs/dir/original.txt"), b"inside").unwrap();
+    s.fs.symlink(b"/abs/dir/original.txt", &vp("/link")).await.unwrap();
+    s.fs.symlink(b"/abs/dir", &vp("/dlink")).await.unwrap();
+    // READLINK gives back exactly what SYMLINK was given (paramiko's round trip).
+    assert_eq!(s.fs.read_link(&vp("/link")).await.unwrap(), b"/abs/dir/original.txt");
+    // Following treats `/` as the user's root, like a chroot.
+    assert_eq!(read_all(&s.fs, &vp("/link")).await.unwrap(), b"inside");
+    assert_eq!(s.fs.metadata(&vp("/link")).await.unwrap().size, 6);
+    assert_eq!(read_all(&s.fs, &vp("/dlink/original.txt")).await.unwrap(), b"inside");
+    assert_eq!(s.fs.read_dir(&vp("/dlink")).await.unwrap().len(), 1);
+    // Writes through the link land inside the root too, and never follow it out.
+    put(&s.fs, &vp("/dlink/new.txt"), b"via link").await.unwrap();
+    assert_eq!(std::fs::read(s.root.join("abs/dir/new.txt")).unwrap(), b"via link");
+    put(&s.fs, &vp("/link"), b"replaced").await.unwrap();
+    assert_eq!(std::fs::read(s.root.join("abs/dir/original.txt")).unwrap(), b"replaced");
+    assert_eq!(s.fs.symlink_metadata(&vp("/link")).await.unwrap().kind, FileKind::Symlink);
+    s.fs.rename(&vp("/dlink/new.txt"), &vp("/dlink/renamed.txt"), false).await.unwrap();
+    s.fs.remove_file(&vp("/dlink/renamed.txt")).await.unwrap();
+    assert_eq!(all_names(&s.root.join("abs/dir")), vec!["original.txt"]);
 }

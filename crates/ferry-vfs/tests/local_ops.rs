@@ -38,7 +38,7 @@ async fn metadata_and_listing() {
 
 #[tokio::test]
 async fn read_dir_hides_uploads_in_progress() {
-    let s = scratch();
+    let s = scratch_with(atomic());
     put(&s.fs, &vp("/f"), b"x").await.unwrap();
     let h = s.fs.open(&vp("/f"), put_opts()).await.unwrap();
     let h2 = s.fs.open(&vp("/g"), put_opts()).await.unwrap();

@@ -4,15 +4,178 @@
 mod common;
 
 use common::*;
+use ferry_vfs::local::{UploadPolicy, Uploads};
 use ferry_vfs::{FileKind, FsError, OpenOptions, SetAttrs, Vfs};
 use std::os::unix::fs::MetadataExt;
 
+fn b(s: &'static [u8]) -> bytes::Bytes {
+    bytes::Bytes::from_static(s)
+}
+
+// ---- Standard mode (the default): visible from the OPEN, undone when cut off ----
+
 #[tokio::test]
-async fn upload_cut_off_keeps_the_old_file() {
+async fn replacement_is_visible_while_written_and_cut_off_restores_the_old_file() {
     let s = scratch();
     put(&s.fs, &vp("/f.txt"), b"old content").await.unwrap();
+    let old_ino = std::fs::metadata(s.root.join("f.txt")).unwrap().ino();
     let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
-    h.write_at(0, bytes::Bytes::from_static(b"new")).await.unwrap();
+    // From the OPEN the name is the new, empty file, as with OpenSSH's O_TRUNC.
+    assert_eq!(s.fs.metadata(&vp("/f.txt")).await.unwrap().size, 0);
+    h.write_at(0, b(b"new")).await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"new");
+    let listed = s.fs.read_dir(&vp("/")).await.unwrap();
+    assert_eq!((listed.len(), listed[0].metadata.size), (1, 3));
+    assert_eq!(journal_entries(&s), 1);
+    abandon(h);
+    // The previous version is back, the very same inode, and nothing hidden is left.
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
+    assert_eq!(std::fs::metadata(s.root.join("f.txt")).unwrap().ino(), old_ino);
+    assert_eq!(all_names(&s.root), vec!["f.txt"]);
+    assert_eq!(journal_entries(&s), 0);
+}
+
+#[tokio::test]
+async fn replacement_closed_leaves_only_the_new_file() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"a much longer old content").await.unwrap();
+    let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    h.write_at(3, b(b"def")).await.unwrap();
+    h.write_at(0, b(b"abc")).await.unwrap();
+    assert_eq!(h.metadata().await.unwrap().size, 6);
+    h.close().await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"abcdef");
+    assert_eq!(all_names(&s.root), vec!["f.txt"]);
+    assert_eq!(journal_entries(&s), 0);
+}
+
+#[tokio::test]
+async fn new_file_is_visible_and_cut_off_removes_it() {
+    let s = scratch();
+    std::fs::create_dir(s.root.join("d")).unwrap();
+    let h = s.fs.open(&vp("/d/new.bin"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"partial")).await.unwrap();
+    assert_eq!(s.fs.metadata(&vp("/d/new.bin")).await.unwrap().size, 7);
+    // Another handle on the name reads what was written so far (sshfs re-opens what it creates).
+    assert_eq!(read_all(&s.fs, &vp("/d/new.bin")).await.unwrap(), b"partial");
+    abandon(h);
+    assert!(all_names(&s.root.join("d")).is_empty());
+    s.fs.remove_dir(&vp("/d")).await.unwrap();
+}
+
+#[tokio::test]
+async fn keep_partial_keeps_a_cut_off_new_file_but_never_a_cut_off_replacement() {
+    let s = scratch_with(UploadPolicy { keep_partial: true, ..Default::default() });
+    let h = s.fs.open(&vp("/new.bin"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"first half")).await.unwrap();
+    abandon(h);
+    assert_eq!(std::fs::read(s.root.join("new.bin")).unwrap(), b"first half");
+    let h = s.fs.open(&vp("/new.bin"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"xx")).await.unwrap();
+    h.abort().await;
+    assert_eq!(std::fs::read(s.root.join("new.bin")).unwrap(), b"first half");
+    assert_eq!(all_names(&s.root), vec!["new.bin"]);
+}
+
+#[tokio::test]
+async fn removing_a_name_being_uploaded_leaves_nothing_behind() {
+    let s = scratch();
+    put(&s.fs, &vp("/old.txt"), b"old").await.unwrap();
+    let replacing = s.fs.open(&vp("/old.txt"), put_opts()).await.unwrap();
+    let creating = s.fs.open(&vp("/new.txt"), put_opts()).await.unwrap();
+    replacing.write_at(0, b(b"r")).await.unwrap();
+    creating.write_at(0, b(b"c")).await.unwrap();
+    // rclone does this after a failed transfer, keeping its handle open.
+    s.fs.remove_file(&vp("/old.txt")).await.unwrap();
+    s.fs.remove_file(&vp("/new.txt")).await.unwrap();
+    assert!(all_names(&s.root).is_empty(), "hidden files left: {:?}", all_names(&s.root));
+    // Closing or dropping the handles afterwards brings nothing back.
+    replacing.close().await.unwrap();
+    abandon(creating);
+    assert!(all_names(&s.root).is_empty());
+    assert_eq!(journal_entries(&s), 0);
+}
+
+#[tokio::test]
+async fn a_retry_before_the_first_attempt_was_seen_cut_off_still_restores_the_good_file() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"good").await.unwrap();
+    // A client reconnects and retries while its first, cut-off attempt is still open on the server.
+    let first = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    first.write_at(0, b(b"partial one")).await.unwrap();
+    let second = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    second.write_at(0, b(b"partial two")).await.unwrap();
+    abandon(first);
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"partial two");
+    abandon(second);
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"good");
+    assert_eq!(all_names(&s.root), vec!["f.txt"]);
+    assert_eq!(journal_entries(&s), 0);
+
+    // The newest upload wins when it completes; an older one still open then changes nothing.
+    let first = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    let second = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    second.write_at(0, b(b"second")).await.unwrap();
+    second.close().await.unwrap();
+    first.write_at(0, b(b"first")).await.unwrap();
+    first.close().await.unwrap();
+    assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"second");
+
+    // Same for a new file: nothing of either attempt is left.
+    let first = s.fs.open(&vp("/n.bin"), put_opts()).await.unwrap();
+    let second = s.fs.open(&vp("/n.bin"), put_opts()).await.unwrap();
+    abandon(first);
+    abandon(second);
+    assert_eq!(all_names(&s.root), vec!["f.txt"]);
+    assert_eq!(journal_entries(&s), 0);
+}
+
+#[tokio::test]
+async fn a_crash_mid_upload_is_undone_at_the_next_start() {
+    let s = scratch();
+    put(&s.fs, &vp("/good.txt"), b"good").await.unwrap();
+    let replacing = s.fs.open(&vp("/good.txt"), put_opts()).await.unwrap();
+    let creating = s.fs.open(&vp("/partial.bin"), put_opts()).await.unwrap();
+    replacing.write_at(0, b(b"half of the new")).await.unwrap();
+    creating.write_at(0, b(b"half")).await.unwrap();
+    // A crash: no close, no drop; the process state is gone but the disk and the journal stay.
+    std::mem::forget(replacing);
+    std::mem::forget(creating);
+    assert_eq!(journal_entries(&s), 2);
+    let fresh = Uploads::new(UploadPolicy::default(), Some(s.journal.clone())).unwrap();
+    let notes = fresh.recover();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("restored the previous version") && n.contains("good.txt")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("removed the partial new file") && n.contains("partial.bin")), "{notes:?}");
+    assert_eq!(std::fs::read(s.root.join("good.txt")).unwrap(), b"good");
+    assert_eq!(all_names(&s.root), vec!["good.txt"]);
+    assert_eq!(journal_entries(&s), 0);
+    assert!(fresh.recover().is_empty());
+}
+
+#[tokio::test]
+async fn exclusive_create_in_place() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"x").await.unwrap();
+    let excl = OpenOptions { write: true, create: true, exclusive: true, ..Default::default() };
+    assert!(matches!(s.fs.open(&vp("/f.txt"), excl).await.map(|_| ()), Err(FsError::AlreadyExists)));
+    // The name exists from the first OPEN, so a second exclusive OPEN fails at once, as on OpenSSH.
+    let a = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
+    assert!(matches!(s.fs.open(&vp("/n.txt"), excl).await.map(|_| ()), Err(FsError::AlreadyExists)));
+    a.write_at(0, b(b"first")).await.unwrap();
+    a.close().await.unwrap();
+    assert_eq!(read_all(&s.fs, &vp("/n.txt")).await.unwrap(), b"first");
+    assert_eq!(all_names(&s.root), vec!["f.txt", "n.txt"]);
+}
+
+// ---- Atomic mode: hidden until complete ----
+
+#[tokio::test]
+async fn atomic_upload_cut_off_keeps_the_old_file() {
+    let s = scratch_with(atomic());
+    put(&s.fs, &vp("/f.txt"), b"old content").await.unwrap();
+    let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"new")).await.unwrap();
     // While the upload runs the target is untouched and the temporary file is hidden.
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
     assert_eq!(temp_files(&s.root).len(), 1);
@@ -20,32 +183,73 @@ async fn upload_cut_off_keeps_the_old_file() {
     abandon(h);
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
     assert!(temp_files(&s.root).is_empty());
+    assert_eq!(journal_entries(&s), 0);
 }
 
 #[tokio::test]
-async fn new_file_cut_off_leaves_nothing() {
-    let s = scratch();
+async fn atomic_new_file_cut_off_leaves_nothing() {
+    let s = scratch_with(atomic());
     std::fs::create_dir(s.root.join("d")).unwrap();
     let h = s.fs.open(&vp("/d/new.bin"), put_opts()).await.unwrap();
-    h.write_at(0, bytes::Bytes::from_static(b"partial")).await.unwrap();
+    h.write_at(0, b(b"partial")).await.unwrap();
+    assert!(matches!(s.fs.metadata(&vp("/d/new.bin")).await, Err(FsError::NotFound)));
     abandon(h);
     assert!(std::fs::read_dir(s.root.join("d")).unwrap().next().is_none());
 }
 
 #[tokio::test]
-async fn upload_close_replaces_and_cleans_up() {
-    let s = scratch();
+async fn atomic_upload_close_replaces_and_cleans_up() {
+    let s = scratch_with(atomic());
     put(&s.fs, &vp("/f.txt"), b"a much longer old content").await.unwrap();
     let old_ino = std::fs::metadata(s.root.join("f.txt")).unwrap().ino();
     let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
-    h.write_at(3, bytes::Bytes::from_static(b"def")).await.unwrap();
-    h.write_at(0, bytes::Bytes::from_static(b"abc")).await.unwrap();
+    h.write_at(3, b(b"def")).await.unwrap();
+    h.write_at(0, b(b"abc")).await.unwrap();
     assert_eq!(h.metadata().await.unwrap().size, 6);
     h.close().await.unwrap();
     assert_eq!(read_all(&s.fs, &vp("/f.txt")).await.unwrap(), b"abcdef");
     assert!(temp_files(&s.root).is_empty());
     // A new inode: the rename replaced the file rather than rewriting it.
     assert_ne!(std::fs::metadata(s.root.join("f.txt")).unwrap().ino(), old_ino);
+}
+
+#[tokio::test]
+async fn atomic_removing_the_name_cancels_the_upload() {
+    let s = scratch_with(atomic());
+    let h = s.fs.open(&vp("/new.txt"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"data")).await.unwrap();
+    s.fs.remove_file(&vp("/new.txt")).await.unwrap();
+    assert!(all_names(&s.root).is_empty());
+    h.close().await.unwrap();
+    assert!(all_names(&s.root).is_empty());
+}
+
+#[tokio::test]
+async fn atomic_crash_leaves_no_temporary_file_after_recovery() {
+    let s = scratch_with(atomic());
+    let h = s.fs.open(&vp("/x.bin"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"data")).await.unwrap();
+    std::mem::forget(h);
+    assert_eq!(temp_files(&s.root).len(), 1);
+    let notes = Uploads::new(atomic(), Some(s.journal.clone())).unwrap().recover();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(all_names(&s.root).is_empty());
+}
+
+#[tokio::test]
+async fn atomic_exclusive_create() {
+    let s = scratch_with(atomic());
+    let excl = OpenOptions { write: true, create: true, exclusive: true, ..Default::default() };
+    // Two exclusive uploads of one new name: the first to close wins, the second cannot replace it.
+    let a = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
+    let b2 = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
+    a.write_at(0, b(b"first")).await.unwrap();
+    b2.write_at(0, b(b"second")).await.unwrap();
+    a.close().await.unwrap();
+    assert!(matches!(b2.close().await, Err(FsError::AlreadyExists)));
+    assert_eq!(read_all(&s.fs, &vp("/n.txt")).await.unwrap(), b"first");
+    assert!(temp_files(&s.root).is_empty());
+    assert_eq!(std::fs::metadata(s.root.join("n.txt")).unwrap().nlink(), 1);
 }
 
 #[tokio::test]
@@ -114,25 +318,6 @@ async fn append_ignores_the_offset() {
     h.write_at(100, bytes::Bytes::from_static(b"xy")).await.unwrap();
     h.close().await.unwrap();
     assert_eq!(read_all(&s.fs, &vp("/new.txt")).await.unwrap(), b"xy");
-}
-
-#[tokio::test]
-async fn exclusive_create() {
-    let s = scratch();
-    put(&s.fs, &vp("/f.txt"), b"x").await.unwrap();
-    let excl = OpenOptions { write: true, create: true, exclusive: true, ..Default::default() };
-    assert!(matches!(s.fs.open(&vp("/f.txt"), excl).await.map(|_| ()), Err(FsError::AlreadyExists)));
-
-    // Two exclusive uploads of one new name: the first to close wins, the second cannot replace it.
-    let a = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
-    let b = s.fs.open(&vp("/n.txt"), excl).await.unwrap();
-    a.write_at(0, bytes::Bytes::from_static(b"first")).await.unwrap();
-    b.write_at(0, bytes::Bytes::from_static(b"second")).await.unwrap();
-    a.close().await.unwrap();
-    assert!(matches!(b.close().await, Err(FsError::AlreadyExists)));
-    assert_eq!(read_all(&s.fs, &vp("/n.txt")).await.unwrap(), b"first");
-    assert!(temp_files(&s.root).is_empty());
-    assert_eq!(std::fs::metadata(s.root.join("n.txt")).unwrap().nlink(), 1);
 }
 
 #[tokio::test]
@@ -270,5 +455,16 @@ async fn large_upload_cut_off_after_background_flushes_keeps_the_old_file() {
     write_mib_chunks(h.as_ref(), 40).await;
     abandon(h);
     assert_eq!(std::fs::read(s.root.join("big.bin")).unwrap(), b"the good old version");
+    assert!(temp_files(&s.root).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_large_upload_replaces_the_file_exactly() {
+    let s = scratch_with(atomic());
+    put(&s.fs, &vp("/big.bin"), &vec![0xAA; 3 << 20]).await.unwrap();
+    let h = s.fs.open(&vp("/big.bin"), put_opts()).await.unwrap();
+    write_mib_chunks(h.as_ref(), 40).await;
+    h.close().await.unwrap();
+    assert_eq!(std::fs::metadata(s.root.join("big.bin")).unwrap().len(), 40 << 20);
     assert!(temp_files(&s.root).is_empty());
 }

@@ -10,6 +10,7 @@ use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError}
 use ferry_ftp::{FtpService, FtpSettings};
 use ferry_sftp::{Activity, SshService, SshSettings};
 use ferry_tls::TlsStore;
+use ferry_vfs::local::{LocalStorage, UploadMode, UploadPolicy, Uploads};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -74,6 +75,22 @@ async fn bind(spec: &ListenerSpec) -> Result<TcpListener, CliError> {
     })
 }
 
+/// The upload settings every session shares, after finishing the uploads a previous run left pending
+/// (a crash or `kill -9` mid-upload): each is undone with one log line, before any client connects.
+fn open_uploads(data_dir: &std::path::Path, config: &Config) -> Result<Arc<Uploads>, CliError> {
+    let mode = if config.uploads.atomic { UploadMode::Atomic } else { UploadMode::Standard };
+    let policy = UploadPolicy { mode, keep_partial: config.uploads.keep_partial };
+    let journal = data_dir.join("uploads");
+    let uploads = Uploads::new(policy, Some(journal.clone())).map_err(|e| {
+        CliError::runtime(format!("cannot open the upload journal {}: {e}", journal.display()))
+            .with_hint("the data dir must be writable by the user Ferry runs as")
+    })?;
+    for note in uploads.recover() {
+        tracing::warn!("{note}");
+    }
+    Ok(uploads)
+}
+
 pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     let env = bootstrap::load(global)?;
     logging::init(&env.config.log.level);
@@ -94,11 +111,13 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         None
     };
 
+    let uploads = open_uploads(&env.data_dir, &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(serve(config, store, keys, tls, demo_password));
+    let storage: Arc<dyn ferry_vfs::Storage> = Arc::new(LocalStorage(uploads));
+    let result = runtime.block_on(serve(config, store, keys, tls, storage, demo_password));
     // Blocking file operations of cut-off sessions must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
@@ -109,6 +128,7 @@ async fn serve(
     store: Arc<UserStore>,
     keys: Vec<(russh::keys::PrivateKey, std::path::PathBuf)>,
     tls: Option<Arc<TlsStore>>,
+    storage: Arc<dyn ferry_vfs::Storage>,
     demo_password: Option<String>,
 ) -> Result<(), CliError> {
     let mut bound = Vec::new();
@@ -137,6 +157,7 @@ async fn serve(
         keys.into_iter().map(|(k, _)| k).collect(),
         store.clone(),
         activity.clone(),
+        storage.clone(),
         &settings,
     ));
     let ftp = tls.as_ref().map(|tls| {
@@ -150,7 +171,7 @@ async fn serve(
             failed_login_delay: limits::FAILED_LOGIN_DELAY,
             max_login_attempts: limits::MAX_AUTH_ATTEMPTS as u32,
         };
-        Arc::new(FtpService::new(settings, store.clone(), tls.clone(), activity.clone()))
+        Arc::new(FtpService::new(settings, store.clone(), tls.clone(), activity.clone(), storage.clone()))
     });
     for (_, kind, _, addr) in &bound {
         if kind.plain_ftp() {

@@ -73,7 +73,13 @@ pub async fn start(mode: FtpMode, settings: FtpSettings) -> TestServer {
     store.add_user(OTHER_USER, Some(PASSWORD), &dir.join("bob")).expect("second user");
     let tls = TlsStore::load_or_generate(&dir, None, None).expect("tls");
     let activity = Arc::new(Activity::default());
-    let svc = Arc::new(FtpService::new(settings, Arc::new(store), Arc::new(tls), activity.clone()));
+    let svc = Arc::new(FtpService::new(
+        settings,
+        Arc::new(store),
+        Arc::new(tls),
+        activity.clone(),
+        Arc::new(ferry_vfs::local::LocalStorage::default()),
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {

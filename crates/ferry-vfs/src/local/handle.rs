@@ -1,77 +1,19 @@
-//! Open files of the local backend, and the temporary file behind an atomic upload.
+//! Open files of the local backend.
 
-use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use cap_std::fs::Dir;
-
-use super::util::{apply_to_file, blocking, is_not_found, meta_from_std};
+use super::pending::Pending;
+use super::util::{apply_to_file, blocking, meta_from_std};
 use super::writeback::Writeback;
 use crate::{FileHandle, FsError, FsResult, Metadata, SetAttrs};
+use async_trait::async_trait;
+use bytes::Bytes;
 
 /// Largest read served in one call. The trait allows short reads, and capping keeps a client that asks
 /// for 4 GiB at once from making the server allocate it.
 const MAX_READ: usize = 4 * 1024 * 1024;
-
-/// An upload being written to a temporary file next to its target.
-///
-/// Dropping it without a successful [`PendingUpload::commit`] removes the temporary file: that is what
-/// keeps the previous version of the target intact when a connection is cut mid-upload.
-pub(super) struct PendingUpload {
-    /// The target's parent directory, held open so that the final rename lands in the same directory even
-    /// if that directory is renamed meanwhile (and so that both names are resolved without any path walk).
-    pub(super) dir: Dir,
-    pub(super) temp: OsString,
-    pub(super) target: OsString,
-    /// O_EXCL was asked: the target must still not exist when the upload is committed.
-    pub(super) exclusive: bool,
-    pub(super) committed: bool,
-}
-
-impl PendingUpload {
-    /// Moves the temporary file into place. Consumes `self`: on any error the temporary file is removed by
-    /// Drop and the target is left as it was.
-    fn commit(mut self) -> FsResult<()> {
-        if self.exclusive {
-            // link(2) fails if the target exists, so an exclusive upload can never replace a file that
-            // somebody created while it was in progress. After the link the temporary name is just a second
-            // name for the same inode; leaving `committed` false makes Drop unlink it.
-            match self.dir.hard_link(&self.temp, &self.dir, &self.target) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(FsError::AlreadyExists),
-                // A filesystem without hard links: fall back to check-then-rename (small race accepted).
-                Err(_) => match self.dir.symlink_metadata(&self.target) {
-                    Ok(_) => return Err(FsError::AlreadyExists),
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(e.into()),
-                },
-            }
-        }
-        // rename(2) replaces the target atomically: readers see either the old file or the new one.
-        self.dir.rename(&self.temp, &self.dir, &self.target)?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for PendingUpload {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        // Blocking here is acceptable: this is one unlink, and it runs when a handle is dropped without
-        // close (a cut connection) or when committing failed.
-        if let Err(e) = self.dir.remove_file(&self.temp) {
-            if !is_not_found(&e) {
-                tracing::warn!(error = %e, "could not remove an abandoned upload's temporary file");
-            }
-        }
-    }
-}
 
 /// An open file. Offsets travel with every request (pread/pwrite), so concurrent requests on one handle
 /// do not share a cursor.
@@ -81,10 +23,23 @@ pub(super) struct LocalFile {
     pub(super) writable: bool,
     /// O_APPEND: every write goes to the current end of file, whatever offset the client sent.
     pub(super) append: bool,
-    /// Set for an atomic upload: `file` is the temporary file and close moves it into place.
-    pub(super) upload: Option<PendingUpload>,
-    /// Set for an atomic upload: its data is flushed in the background as it arrives.
+    /// Set for an upload (see [`super::uploads`]): close commits it, abort or drop undoes it.
+    pub(super) upload: Option<Arc<Pending>>,
+    /// Set for an upload: its data is flushed in the background as it arrives.
     pub(super) writeback: Option<Arc<Writeback>>,
+}
+
+impl LocalFile {
+    pub(super) fn new(
+        file: std::fs::File,
+        readable: bool,
+        writable: bool,
+        append: bool,
+        upload: Option<Arc<Pending>>,
+    ) -> LocalFile {
+        let writeback = upload.is_some().then(Arc::default);
+        LocalFile { file: Arc::new(file), readable, writable, append, upload, writeback }
+    }
 }
 
 #[async_trait]
@@ -173,7 +128,7 @@ impl FileHandle for LocalFile {
         blocking(move || {
             // close(2) can block on network filesystems, so it happens here too. Requests still running
             // on other clones of the Arc keep the descriptor open until they finish; that does not affect
-            // the rename below.
+            // the commit below.
             drop(file);
             match upload {
                 Some(upload) => upload.commit(),
@@ -181,5 +136,17 @@ impl FileHandle for LocalFile {
             }
         })
         .await
+    }
+
+    async fn abort(self: Box<Self>) {
+        let LocalFile { file, upload, .. } = *self;
+        let _ = blocking(move || {
+            drop(file);
+            if let Some(upload) = upload {
+                upload.abandon();
+            }
+            Ok(())
+        })
+        .await;
     }
 }

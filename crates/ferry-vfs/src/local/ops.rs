@@ -5,35 +5,44 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
 use std::path::Path;
 
 use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, OpenOptionsExt as _, Permissions, PermissionsExt as _};
 
-use super::util::{check_owner, is_not_found, is_temp_name, meta_from_cap, set_file_times, TEMP_PREFIX};
-use crate::{DirEntry, FsError, FsResult, FsStats, SetAttrs};
+use super::util::{check_owner, is_not_found, meta_from_cap, set_file_times, TEMP_PREFIX};
+use crate::{FsError, FsResult, FsStats, SetAttrs, VPath};
 
 /// Mode of a new directory when the client gives none (the process umask still applies).
 const DEFAULT_DIR_MODE: u32 = 0o755;
 
-pub(super) fn read_dir(root: &Dir, rel: &Path) -> FsResult<Vec<DirEntry>> {
-    let mut out = Vec::new();
-    for entry in root.read_dir(rel)? {
-        let entry = entry?;
-        let name = entry.file_name().into_vec();
-        if is_temp_name(&name) {
-            continue;
-        }
-        // The entry's own metadata (lstat): a link is listed as a link, as `ls -l` does.
-        let metadata = match entry.metadata() {
-            Ok(m) => meta_from_cap(&m),
-            // Removed between readdir and lstat: it is simply no longer there.
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        out.push(DirEntry { name, metadata });
+/// Removes a file (or a symlink itself). A name being uploaded (see [`super::uploads`]) takes its hidden
+/// backup or temporary file with it, so that nothing outlives what the client sees: an abandoned upload
+/// that a client cleans up by removing its name (rclone does) leaves the directory truly empty.
+pub(super) fn remove_file(fs: &super::Inner, path: &VPath) -> FsResult<()> {
+    let rel = path.to_relative();
+    let name = path.file_name().unwrap_or_default();
+    if !fs.uploads.any_named(name) {
+        fs.root.remove_file(&rel)?;
+        return Ok(());
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    let dir = fs.root.open_dir(path.parent().to_relative())?;
+    let key = {
+        use cap_std::fs::MetadataExt as _;
+        let m = dir.dir_metadata()?;
+        (m.dev(), m.ino(), name.to_vec())
+    };
+    // Declared before the lock: if this is the last reference, its drop must not run under the lock.
+    let pending = fs.uploads.lookup(&key);
+    let _steps = fs.uploads.steps();
+    if let Some(p) = &pending {
+        p.detach();
+    }
+    match dir.remove_file(OsStr::from_bytes(name)) {
+        // An atomic upload had not put anything under the name yet: removing the upload is all there was.
+        Err(e) if is_not_found(&e) && pending.is_some() => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 pub(super) fn create_dir(root: &Dir, rel: &Path, mode: Option<u32>) -> FsResult<()> {

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_vfs::local::LocalFs;
+use std::sync::Arc;
+
+use ferry_vfs::local::{LocalFs, UploadMode, UploadPolicy, Uploads};
 use ferry_vfs::{FileHandle, FsError, OpenOptions, VPath, Vfs};
 
 /// A scratch directory removed on drop. Layout: `<base>/root` is the jail, `<base>/outside` holds a
@@ -12,6 +14,9 @@ pub struct Scratch {
     pub base: PathBuf,
     pub root: PathBuf,
     pub outside: PathBuf,
+    /// The upload journal's directory (`<base>/journal`).
+    pub journal: PathBuf,
+    pub uploads: Arc<Uploads>,
     pub fs: LocalFs,
 }
 
@@ -21,16 +26,27 @@ impl Drop for Scratch {
     }
 }
 
+/// A scratch root with the default upload policy (standard mode), journalled.
 pub fn scratch() -> Scratch {
+    scratch_with(UploadPolicy::default())
+}
+
+pub fn atomic() -> UploadPolicy {
+    UploadPolicy { mode: UploadMode::Atomic, ..Default::default() }
+}
+
+pub fn scratch_with(policy: UploadPolicy) -> Scratch {
     let base =
         std::env::temp_dir().join(format!("ferry-vfs-test-{}-{:016x}", std::process::id(), rand::random::<u64>()));
     let root = base.join("root");
     let outside = base.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret.txt"), b"top secret").unwrap();
-    // LocalFs::new creates the root itself.
-    let fs = LocalFs::new(&root).unwrap();
-    Scratch { base, root, outside, fs }
+    let journal = base.join("journal");
+    let uploads = Uploads::new(policy, Some(journal.clone())).unwrap();
+    // LocalFs creates the root itself.
+    let fs = LocalFs::with_uploads(&root, uploads.clone()).unwrap();
+    Scratch { base, root, outside, journal, uploads, fs }
 }
 
 pub fn vp(p: &str) -> VPath {
@@ -92,4 +108,17 @@ pub fn set_mode(p: &Path, mode: u32) {
 /// Drops a handle without closing it, as a cut connection does.
 pub fn abandon(h: Box<dyn FileHandle>) {
     drop(h);
+}
+
+/// Entries left in the upload journal.
+pub fn journal_entries(s: &Scratch) -> usize {
+    std::fs::read_dir(&s.journal).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Every name in a real directory, hidden ones included, sorted.
+pub fn all_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
 }
