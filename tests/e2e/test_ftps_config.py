@@ -62,10 +62,10 @@ def fingerprint_or_error(srv, implicit: bool = False) -> str:
 
 
 def install_pair(cert: os.PathLike, key: os.PathLike, live_cert, live_key) -> None:
-    """Replaces the live files the way an ACME client does: write aside, then rename over."""
+    """Replaces the live files the way an ACME client does: write aside (the key private, 0600), then rename over."""
     for src, dst in ((key, live_key), (cert, live_cert)):
         tmp = dst.with_name(dst.name + ".new")
-        shutil.copyfile(src, tmp)
+        shutil.copy(src, tmp)  # with the mode: Ferry refuses a key file others may read
         os.replace(tmp, dst)
 
 

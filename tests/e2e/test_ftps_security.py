@@ -237,8 +237,11 @@ def test_idle_unauthenticated_connections_do_not_block_others(shared_ftps_server
     srv = shared_ftps_server
     socks = []
     try:
+        # From another address than the real client's: one address gets only its own share of the
+        # unauthenticated connections (the rest are refused), and never anyone else's.
         for i in range(60):
-            socks.append(socket.create_connection(ftp_addr(srv, "ftps-implicit" if i % 2 else "ftps"), timeout=10))
+            addr = ftp_addr(srv, "ftps-implicit" if i % 2 else "ftps")
+            socks.append(socket.create_connection(addr, timeout=10, source_address=("127.0.0.2", 0)))
         # half-open TLS handshakes on the implicit port, greetings unread on the explicit one
         for s in socks[1::2][:10]:
             s.sendall(b"\x16\x03\x01\x00\x10")

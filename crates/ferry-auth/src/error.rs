@@ -7,10 +7,17 @@ pub enum AuthError {
     InvalidName(String),
     NoSuchUser(String),
     UserExists(String),
-    InvalidKey { reason: String },
+    InvalidKey {
+        reason: String,
+    },
     PasswordTooLong,
-    Database { context: String, source: rusqlite::Error },
+    Database {
+        context: String,
+        source: rusqlite::Error,
+    },
     Hash(String),
+    /// A background task of the store failed (a panic, or the runtime shutting down).
+    Task(String),
 }
 
 impl fmt::Display for AuthError {
@@ -22,6 +29,7 @@ impl fmt::Display for AuthError {
                 crate::MAX_USERNAME_LEN
             ),
             AuthError::NoSuchUser(n) => write!(f, "no user named {n:?}"),
+            AuthError::Task(e) => write!(f, "user store task failed: {e}"),
             AuthError::UserExists(n) => write!(f, "a user named {n:?} already exists"),
             AuthError::InvalidKey { reason } => write!(f, "not a usable OpenSSH public key: {reason}"),
             AuthError::PasswordTooLong => write!(f, "password longer than {} bytes", crate::MAX_PASSWORD_LEN),

@@ -4,13 +4,15 @@
 //! with `ferry user ...` while the server runs takes effect at the next login, without a restart.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod error;
 mod password;
 mod store;
 
+pub use admission::{Admission, LoginWatch};
 pub use error::AuthError;
-pub use password::{generate_password, hash_password, verify_password};
-pub use store::{User, UserStore};
+pub use password::{generate_password, hash_password, verify_password, Busy, VERIFY_QUEUE};
+pub use store::{check_password, PasswordCheck, User, UserStore};
 
 /// Longest user name accepted (vsftpd's limit).
 pub const MAX_USERNAME_LEN: usize = 128;

@@ -34,14 +34,22 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// CPU, which is all this machine class has anyway).
 const VERIFY_THREADS: usize = 2;
 
-type VerifyJob = (String, String, std::sync::mpsc::SyncSender<bool>);
+/// Password checks that may wait for those threads. At about 16 ms each that is a second of work: a
+/// flood of guesses beyond it is refused at once ([`Busy`]) instead of queueing without bound, and no
+/// caller holds a thread while it waits, so file transfers never starve behind a password flood.
+pub const VERIFY_QUEUE: usize = 128;
 
-fn verify_queue() -> Option<&'static std::sync::Mutex<std::sync::mpsc::Sender<VerifyJob>>> {
-    static QUEUE: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<VerifyJob>>>> =
-        std::sync::OnceLock::new();
+/// The password-check queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+type VerifyJob = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+fn verify_queue() -> Option<&'static std::sync::mpsc::SyncSender<VerifyJob>> {
+    static QUEUE: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<VerifyJob>>> = std::sync::OnceLock::new();
     QUEUE
         .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<VerifyJob>();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<VerifyJob>(VERIFY_QUEUE);
             let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
             for i in 0..VERIFY_THREADS {
                 let rx = rx.clone();
@@ -54,6 +62,10 @@ fn verify_queue() -> Option<&'static std::sync::Mutex<std::sync::mpsc::Sender<Ve
                             Err(_) => return,
                         };
                         let Ok((password, hash, reply)) = job else { return };
+                        // Nobody waits any more (the connection closed): skip the work.
+                        if reply.is_closed() {
+                            continue;
+                        }
                         let _ = reply.send(verify_with_memory(&mut blocks, &password, &hash));
                     }
                 });
@@ -61,9 +73,24 @@ fn verify_queue() -> Option<&'static std::sync::Mutex<std::sync::mpsc::Sender<Ve
                     return None;
                 }
             }
-            Some(std::sync::Mutex::new(tx))
+            Some(tx)
         })
         .as_ref()
+}
+
+/// Queues a check of `password` against `phc` on the argon2 threads; the receiver gives the answer.
+/// `Err(Busy)` when [`VERIFY_QUEUE`] checks are already waiting.
+pub fn verify_password_queued(password: &str, phc: &str) -> Result<tokio::sync::oneshot::Receiver<bool>, Busy> {
+    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+    let Some(queue) = verify_queue() else {
+        // No worker threads: check here (only in a process that cannot start threads at all).
+        let _ = reply_tx.send(verify_password(password, phc));
+        return Ok(reply_rx);
+    };
+    match queue.try_send((password.to_string(), phc.to_string(), reply_tx)) {
+        Ok(()) => Ok(reply_rx),
+        Err(_) => Err(Busy),
+    }
 }
 
 /// Largest argon2 memory we agree to use for one verification (a stored hash names its own cost).
@@ -104,18 +131,13 @@ pub(crate) fn verify_with_memory(blocks: &mut Vec<Block>, password: &str, phc: &
     Output::new(&out).map(|o| o == expected).unwrap_or(false)
 }
 
-/// [`verify_password`] on one of the dedicated argon2 threads; blocks the caller until it is done.
-/// Falls back to verifying on the calling thread if the workers cannot be started.
+/// [`verify_password`] on one of the dedicated argon2 threads; blocks the caller until it is done (or
+/// checks here when the queue is full: for callers outside the server, such as the command line).
 pub fn verify_password_bounded(password: &str, phc: &str) -> bool {
-    let Some(queue) = verify_queue() else {
-        return verify_password(password, phc);
-    };
-    let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
-    let sent = queue.lock().map(|q| q.send((password.to_string(), phc.to_string(), reply_tx)).is_ok()).unwrap_or(false);
-    if !sent {
-        return verify_password(password, phc);
+    match verify_password_queued(password, phc) {
+        Ok(rx) => rx.blocking_recv().unwrap_or(false),
+        Err(Busy) => verify_password(password, phc),
     }
-    reply_rx.recv().unwrap_or(false)
 }
 
 /// A random password of 20 characters from an alphabet without look-alikes (no 0/O, 1/l/I): about 115
@@ -154,6 +176,25 @@ mod tests {
         let h = hash_password("pw").expect("hash");
         assert!(verify_password_bounded("pw", &h));
         assert!(!verify_password_bounded("wrong", &h));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_instead_of_waiting() {
+        let h = hash_password("pw").expect("hash");
+        let mut waiting = Vec::new();
+        let mut busy = 0;
+        for _ in 0..(VERIFY_QUEUE + VERIFY_THREADS + 50) {
+            match verify_password_queued("wrong", &h) {
+                Ok(rx) => waiting.push(rx),
+                Err(Busy) => busy += 1,
+            }
+        }
+        assert!(busy > 0, "the queue never filled");
+        assert!(waiting.len() <= VERIFY_QUEUE + VERIFY_THREADS + 1);
+        for rx in waiting {
+            assert!(!rx.await.expect("answered"));
+        }
+        assert!(verify_password_queued("pw", &h).expect("room again").await.expect("answered"));
     }
 
     #[test]

@@ -200,6 +200,18 @@ impl UserStore {
         }
     }
 
+    /// The stored password hash of `name` (None: no such user, or no password).
+    fn password_hash(&self, name: &str) -> Result<Option<String>, AuthError> {
+        let row = self.with(|c| {
+            c.query_row("SELECT password_hash FROM users WHERE name = ?1", params![name], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()
+            .ctx("checking password")
+        })?;
+        Ok(row.flatten())
+    }
+
     /// The user, if `key` is one of their authorised keys.
     pub fn check_key(&self, name: &str, key: &PublicKey) -> Result<Option<User>, AuthError> {
         let fp = key.fingerprint(Default::default()).to_string();
@@ -263,5 +275,46 @@ mod tests {
         assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
         assert_eq!(s.list().expect("list")[0].key_count, 1);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// What a password login came to.
+#[derive(Debug)]
+pub enum PasswordCheck {
+    Ok(User),
+    /// Wrong user name or password (the two are not told apart).
+    Wrong,
+    /// Too many password checks are waiting already: refused without checking (see [`crate::VERIFY_QUEUE`]).
+    Busy,
+}
+
+/// Checks a password login for the server: the user is looked up on the blocking pool, the argon2 check
+/// waits in the bounded queue without holding any thread. An unknown user costs the same argon2 work as a
+/// known one, so timing does not tell them apart.
+pub async fn check_password(
+    store: &std::sync::Arc<UserStore>,
+    name: &str,
+    password: &str,
+) -> Result<PasswordCheck, AuthError> {
+    if name.len() > crate::MAX_USERNAME_LEN || password.len() > crate::MAX_PASSWORD_LEN {
+        return Ok(PasswordCheck::Wrong);
+    }
+    let (s, n) = (store.clone(), name.to_string());
+    let hash = tokio::task::spawn_blocking(move || s.password_hash(&n))
+        .await
+        .map_err(|e| AuthError::Task(e.to_string()))??;
+    let rx = match crate::password::verify_password_queued(password, hash.as_deref().unwrap_or(dummy_hash())) {
+        Ok(rx) => rx,
+        Err(crate::Busy) => return Ok(PasswordCheck::Busy),
+    };
+    if !(rx.await.unwrap_or(false) && hash.is_some()) {
+        return Ok(PasswordCheck::Wrong);
+    }
+    let (s, n) = (store.clone(), name.to_string());
+    match tokio::task::spawn_blocking(move || s.get(&n)).await {
+        Ok(Ok(Some(user))) => Ok(PasswordCheck::Ok(user)),
+        Ok(Ok(None)) => Ok(PasswordCheck::Wrong),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(AuthError::Task(e.to_string())),
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::limits::{DEFAULT_DETECTION_WAIT, DEFAULT_PASSIVE_PORTS, DEFAULT_SHUTDOWN_GRACE};
+use crate::limits::{
+    DEFAULT_DETECTION_WAIT, DEFAULT_LOGIN_GRACE, DEFAULT_MAX_CONNECTIONS, DEFAULT_PASSIVE_PORTS,
+    DEFAULT_PER_SOURCE_MAX_STARTUPS, DEFAULT_SHUTDOWN_GRACE,
+};
 use crate::listen::{parse_protocols, ListenerSpec, PortRange};
 
 /// The checked configuration.
@@ -16,17 +19,82 @@ pub struct Config {
     pub sftp: SftpConfig,
     pub ftps: FtpsConfig,
     pub uploads: UploadsConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
+/// Limits on connections before they log in (`[limits]`), so that one address cannot hurt anyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// From accept to a successful login, covering the SSH banner, key exchange and authentication and
+    /// the TLS handshake of implicit FTPS.
+    pub login_grace: Duration,
+    /// OpenSSH's MaxStartups `start:rate:full` for unauthenticated connections in total: from `start` on,
+    /// a new one is refused with probability `rate`% rising linearly to 100% at `full`.
+    pub max_startups: MaxStartups,
+    /// Unauthenticated connections from one address (OpenSSH's PerSourceMaxStartups).
+    pub per_source_max_startups: usize,
+    /// Connections of every kind at once (lowered at start to fit the open-file limit).
+    pub max_connections: usize,
+}
+
+/// `start:rate:full`, as OpenSSH's MaxStartups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxStartups {
+    pub start: usize,
+    pub rate: u32,
+    pub full: usize,
+}
+
+impl std::str::FromStr for MaxStartups {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MaxStartups, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let num = |p: &str| p.trim().parse::<usize>().map_err(|_| format!("{p:?} is not a number"));
+        let m = match parts.as_slice() {
+            [full] => {
+                let full = num(full)?;
+                MaxStartups { start: full, rate: 100, full }
+            }
+            [start, rate, full] => {
+                MaxStartups { start: num(start)?, rate: num(rate)?.min(100) as u32, full: num(full)? }
+            }
+            _ => return Err(format!("{s:?} is not start:rate:full")),
+        };
+        if m.start == 0 || m.start > m.full {
+            return Err(format!("{s:?}: start must be at least 1 and at most full"));
+        }
+        Ok(m)
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            login_grace: DEFAULT_LOGIN_GRACE,
+            max_startups: MaxStartups { start: 20, rate: 30, full: 100 },
+            per_source_max_startups: DEFAULT_PER_SOURCE_MAX_STARTUPS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// How uploads are written (`[uploads]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadsConfig {
     /// `mode = "atomic"`: hidden until complete, then renamed into place (drop folders). The default,
     /// "standard", shows an upload under its name from the start and undoes it if it is cut off.
     pub atomic: bool,
     /// Keep a cut-off upload of a new file for the client to resume, instead of removing it.
     pub keep_partial: bool,
+    /// Bits removed from the mode of every file and directory a client creates.
+    pub umask: u32,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig { atomic: false, keep_partial: false, umask: 0o022 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +113,8 @@ pub struct ServerConfig {
 pub struct SftpConfig {
     /// Host key files (OpenSSH private key format). Empty: use the ones generated in the data dir.
     pub host_keys: Vec<PathBuf>,
+    /// `kex`, `ciphers`, `macs`, `host_key_algorithms`: the lists in effect, defaults applied.
+    pub algorithms: crate::SshAlgorithms,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -56,6 +126,8 @@ pub struct FtpsConfig {
     pub passive_address: Option<IpAddr>,
     /// Data connections must resume the control connection's TLS session (vsftpd's require_ssl_reuse).
     pub require_session_reuse: bool,
+    /// Extra DNS names and IP addresses for the generated self-signed certificate.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +156,7 @@ impl Default for Config {
             sftp: SftpConfig::default(),
             ftps: FtpsConfig::default(),
             uploads: UploadsConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig { level: "info".into() },
         }
     }
@@ -126,7 +199,18 @@ struct RawConfig {
     #[serde(default)]
     uploads: RawUploads,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    login_grace_secs: Option<u64>,
+    max_startups: Option<Spanned<String>>,
+    per_source_max_startups: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -135,6 +219,7 @@ struct RawUploads {
     mode: Option<Spanned<String>>,
     #[serde(default)]
     keep_partial: bool,
+    umask: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -145,6 +230,8 @@ struct RawFtps {
     passive_address: Option<Spanned<String>>,
     #[serde(default)]
     require_session_reuse: bool,
+    #[serde(default)]
+    names: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -170,6 +257,10 @@ struct RawListener {
 struct RawSftp {
     #[serde(default)]
     host_keys: Vec<PathBuf>,
+    kex: Option<Spanned<String>>,
+    ciphers: Option<Spanned<String>>,
+    macs: Option<Spanned<String>>,
+    host_key_algorithms: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,8 +383,55 @@ impl Config {
             };
         }
         config.uploads.keep_partial = raw.uploads.keep_partial;
+        if let Some(umask) = raw.uploads.umask {
+            config.uploads.umask =
+                u32::from_str_radix(umask.get_ref().trim(), 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
+                    err(
+                        Some(line_of(text, umask.span().start)),
+                        Some("uploads.umask"),
+                        format!("{:?} is not an octal umask", umask.get_ref()),
+                        "for example umask = \"022\" (group and others read only) or \"077\" (owner only)",
+                    )
+                })?;
+        }
+        if let Some(secs) = raw.limits.login_grace_secs {
+            config.limits.login_grace = Duration::from_secs(secs.max(1));
+        }
+        if let Some(m) = raw.limits.max_startups {
+            config.limits.max_startups = m.get_ref().parse().map_err(|e: String| {
+                err(
+                    Some(line_of(text, m.span().start)),
+                    Some("limits.max_startups"),
+                    e,
+                    "for example max_startups = \"10:30:100\" (from 10 unauthenticated connections on, refuse 30% of new ones, rising to all at 100)",
+                )
+            })?;
+        }
+        if let Some(n) = raw.limits.per_source_max_startups {
+            config.limits.per_source_max_startups = n.max(1);
+        }
+        if let Some(n) = raw.limits.max_connections {
+            config.limits.max_connections = n.max(1);
+        }
         config.server.data_dir = raw.server.data_dir;
         config.sftp.host_keys = raw.sftp.host_keys;
+        use crate::AlgorithmList as L;
+        let lists = [
+            (L::Kex, raw.sftp.kex),
+            (L::Ciphers, raw.sftp.ciphers),
+            (L::Macs, raw.sftp.macs),
+            (L::HostKeyAlgorithms, raw.sftp.host_key_algorithms),
+        ];
+        config.sftp.algorithms = crate::algorithms::check(lists)
+            .map_err(|(span, key, e)| err(Some(line_of(text, span.start)), Some(&key), e.message, &e.hint))?;
+        config.ftps.names = crate::tls_names::check(raw.ftps.names).map_err(|(span, message)| {
+            err(
+                Some(line_of(text, span.start)),
+                Some("ftps.names"),
+                message,
+                "for example names = [\"files.example.com\", \"203.0.113.7\"]",
+            )
+        })?;
         if let Some(level) = raw.log.level {
             config.log.level = level;
         }
@@ -334,9 +472,19 @@ shutdown_grace_secs = 30
 detection_wait_ms = 150
 
 [sftp]
-# SSH host keys in OpenSSH format. Empty: use the ed25519, ECDSA P-256 and RSA 3072 keys Ferry generated
-# in the data dir on first start.
+# SSH host keys in OpenSSH format. Empty: use the ed25519 and RSA 3072 keys Ferry generated in the data
+# dir on first start (an ECDSA key found there is offered only when listed here). As for sshd, a key file
+# that group or others may read is refused: chmod 600.
 host_keys = []
+
+# The SSH algorithms, with sshd_config's names and habits: "a,b" replaces the list, "+a,b" adds to the
+# defaults, "-a,b" removes from them, "^a,b" puts them first. The defaults (below) pass ssh-audit; the
+# README has the set old clients (JSch, libssh2 before 1.9, PuTTY before 0.68) need.
+# `ferry config check` prints the lists in effect.
+# kex = "mlkem768x25519-sha256,curve25519-sha256,curve25519-sha256@libssh.org"
+# ciphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr"
+# macs = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512"
+# host_key_algorithms = "ssh-ed25519,rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521"
 
 [ftps]
 # The certificate for FTPS, PEM: the server certificate followed by its intermediates, and the private key.
@@ -344,6 +492,11 @@ host_keys = []
 # ask to trust it). `kill -HUP <pid>` reloads both files without dropping sessions.
 # cert = "/etc/ferry/fullchain.pem"
 # key = "/etc/ferry/privkey.pem"
+
+# The generated certificate names the host name, localhost, 127.0.0.1, ::1 and the listeners' addresses;
+# add the names clients use to reach this server. It is valid for a year and renewed at start (and daily)
+# when less than 30 days remain; a certificate named by cert and key is never touched.
+names = []
 
 # Behind NAT: the public address to announce in passive-mode (PASV) replies.
 # passive_address = "203.0.113.7"
@@ -367,6 +520,27 @@ mode = "standard"
 # Keep a cut-off upload of a NEW file so the client can resume it (sftp reput, curl -C -, REST + STOR),
 # instead of removing it. A cut-off replacement always gets the previous version back.
 keep_partial = false
+
+# Bits taken away from the mode of every file and directory a client creates (octal, as the shell's
+# umask). Clients can never set setuid, setgid or sticky bits, whatever they ask for.
+umask = "022"
+
+[limits]
+# Seconds from connecting to a successful login; it covers the SSH banner, key exchange and authentication,
+# and the TLS handshake of implicit FTPS. Past it the connection is closed (FTP: 421).
+login_grace_secs = 60
+
+# Connections that have not logged in yet, in total, as OpenSSH's MaxStartups start:rate:full: from 20 on a
+# new one is refused with probability 30%, rising to every one at 100. `start` is above the per-address
+# limit below, so one address alone never makes anyone else's connection refused.
+max_startups = "20:30:100"
+
+# Connections that have not logged in yet from one address (OpenSSH's PerSourceMaxStartups).
+per_source_max_startups = 10
+
+# Connections of every kind at once. Ferry raises its open-file limit at start and lowers this if needed
+# so that logged-in users always have file descriptors left.
+max_connections = 10000
 
 [log]
 # A filter such as "info", "debug" or "ferry=debug,russh=warn". The RUST_LOG environment variable wins.
@@ -419,10 +593,25 @@ mod tests {
     #[test]
     fn uploads_section() {
         let c = parse("[uploads]\nmode = \"atomic\"\nkeep_partial = true\n").expect("parses");
-        assert_eq!(c.uploads, UploadsConfig { atomic: true, keep_partial: true });
+        assert_eq!(c.uploads, UploadsConfig { atomic: true, keep_partial: true, umask: 0o022 });
+        assert_eq!(parse("[uploads]\numask = \"077\"\n").expect("parses").uploads.umask, 0o077);
+        assert!(parse("[uploads]\numask = \"9\"\n").is_err());
         assert!(!parse("[uploads]\nmode = \"standard\"\n").expect("parses").uploads.atomic);
         let e = parse("[uploads]\n\nmode = \"fast\"\n").expect_err("not a mode");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("uploads.mode")));
+    }
+
+    #[test]
+    fn limits_section() {
+        let c = parse("[limits]\nlogin_grace_secs = 20\nmax_startups = \"5:50:20\"\nper_source_max_startups = 3\n")
+            .expect("parses");
+        assert_eq!(c.limits.login_grace, Duration::from_secs(20));
+        assert_eq!(c.limits.max_startups, MaxStartups { start: 5, rate: 50, full: 20 });
+        assert_eq!(c.limits.per_source_max_startups, 3);
+        assert_eq!("30".parse::<MaxStartups>(), Ok(MaxStartups { start: 30, rate: 100, full: 30 }));
+        let e = parse("[limits]\nmax_startups = \"20:30:10\"\n").expect_err("start above full");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("limits.max_startups")));
+        assert!(parse("[limits]\nmax_startups = \"a:b\"\n").is_err());
     }
 
     #[test]

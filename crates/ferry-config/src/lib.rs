@@ -3,11 +3,15 @@
 //! rest of Ferry never sees an unchecked setting.
 #![forbid(unsafe_code)]
 
+mod algorithms;
 mod file;
 pub mod limits;
 mod listen;
+mod tls_names;
 
+pub use algorithms::{parse as parse_algorithm_list, AlgorithmError, AlgorithmList, SshAlgorithms};
 pub use file::{
-    Config, ConfigError, FtpsConfig, LogConfig, ServerConfig, SftpConfig, UploadsConfig, ANNOTATED_TEMPLATE,
+    Config, ConfigError, FtpsConfig, LimitsConfig, LogConfig, MaxStartups, ServerConfig, SftpConfig, UploadsConfig,
+    ANNOTATED_TEMPLATE,
 };
 pub use listen::{ListenerSpec, PortRange, Protocol, SpecError};

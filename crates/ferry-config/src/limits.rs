@@ -4,8 +4,11 @@ use std::time::Duration;
 
 /// How long a stopping server lets running transfers finish before it closes them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Time from TCP connect to a successful login (OpenSSH's LoginGraceTime is 120 s; we are stricter).
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time from TCP connect to a successful login (OpenSSH's LoginGraceTime is 120 s; we are stricter, and
+/// a person typing a password still has time). `[limits] login_grace_secs`.
+pub const DEFAULT_LOGIN_GRACE: Duration = Duration::from_secs(60);
+/// Unauthenticated connections from one address. `[limits] per_source_max_startups`.
+pub const DEFAULT_PER_SOURCE_MAX_STARTUPS: usize = 10;
 /// An authenticated connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Password and key attempts per SSH connection (OpenSSH's MaxAuthTries is 6).
@@ -13,7 +16,15 @@ pub const MAX_AUTH_ATTEMPTS: usize = 6;
 /// A failed login is answered no sooner than this, to slow down guessing.
 pub const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(1500);
 /// Connections the whole server holds at once; beyond this new ones are refused with a log line.
-pub const MAX_CONNECTIONS: usize = 10_000;
+/// `[limits] max_connections`, lowered at start to fit the open-file limit (see [`FDS_PER_CONNECTION`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// File descriptors a connection may need while it transfers: its socket, an FTPS passive listener or
+/// data connection, and the file. Connections are capped so that all of them fit under the open-file
+/// limit with [`FD_RESERVE`] to spare.
+pub const FDS_PER_CONNECTION: u64 = 4;
+/// File descriptors kept free for everything else: the listeners, the user database, the upload journal,
+/// blocking-pool work, directory listings.
+pub const FD_RESERVE: u64 = 256;
 /// SSH channel window: large enough that a single stream is not limited by round trips on fast links.
 pub const SSH_WINDOW_SIZE: u32 = 16 * 1024 * 1024;
 /// Largest SSH channel data packet we accept. Bigger packets mean less per-packet work, but russh refuses

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ferry_auth::{MAX_PASSWORD_LEN, MAX_USERNAME_LEN};
+use ferry_auth::PasswordCheck;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proto::{AuthMech, PassStep, ProtLevel, Reply};
@@ -20,24 +20,17 @@ where
             PassStep::Reply(r) => return self.send(r).await,
             PassStep::Check { user } => user,
         };
-        let checked = if user.len() > MAX_USERNAME_LEN || password.len() > MAX_PASSWORD_LEN {
-            Ok(Ok(None))
-        } else {
-            let store = self.svc.store.clone();
-            let name = user.clone();
-            // argon2 takes tens of milliseconds of CPU: never on the async threads.
-            tokio::task::spawn_blocking(move || store.check_password(&name, &password)).await
-        };
-        let found = match checked {
-            Ok(Ok(Some(found))) => found,
-            Ok(Ok(None)) => return self.login_failed(&user, "wrong user name or password").await,
-            Ok(Err(e)) => {
-                tracing::error!("user store: {e}");
-                return self.login_failed(&user, "user store unavailable").await;
+        let found = match ferry_auth::check_password(&self.svc.store, &user, &password).await {
+            Ok(PasswordCheck::Ok(found)) => found,
+            Ok(PasswordCheck::Wrong) => return self.login_failed(&user, "wrong user name or password").await,
+            Ok(PasswordCheck::Busy) => {
+                return self
+                    .login_failed(&user, "refused unchecked: too many password checks waiting (a flood of logins?)")
+                    .await
             }
             Err(e) => {
-                tracing::error!("password check task failed: {e}");
-                return self.login_failed(&user, "internal error").await;
+                tracing::error!("user store: {e}");
+                return self.login_failed(&user, "user store unavailable").await;
             }
         };
         let home = found.home.clone();
@@ -56,6 +49,7 @@ where
             }
         };
         tracing::info!(user = %found.name, client = %self.client, protocol = self.protocol(), "login");
+        self.admission.logged_in();
         self.svc.sessions.logged_in(&self.tls_id, &found.name);
         self.user = Some(UserCtx {
             name: found.name,

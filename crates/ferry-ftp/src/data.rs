@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::limits::{DATA_CONNECT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
+use crate::limits::{DATA_CONNECT_TIMEOUT, PASSIVE_ACCEPT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 use crate::ports::{PassiveListener, PassivePorts, PortError};
 use crate::proto::addr::canonical;
 use crate::proto::Reply;
@@ -155,8 +155,20 @@ async fn passive_task(
     mut go: oneshot::Receiver<Go>,
     events: mpsc::Sender<Event>,
 ) {
-    let Some(tcp) = accept_from(&pl, peer, &client).await else {
-        return;
+    // A port nobody connects to goes back to the pool (vsftpd's accept_timeout): a client that sends
+    // PASV after PASV, or PASV and nothing else, cannot hold the range.
+    let tcp = match tokio::time::timeout(PASSIVE_ACCEPT_TIMEOUT, accept_from(&pl, peer, &client)).await {
+        Ok(Some(tcp)) => tcp,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(
+                client,
+                port = pl.port,
+                "released a passive port: no data connection within {}s",
+                PASSIVE_ACCEPT_TIMEOUT.as_secs()
+            );
+            return;
+        }
     };
     // The port goes back to the pool; the connection keeps its own socket.
     drop(pl);

@@ -69,6 +69,16 @@ pub(crate) async fn listing(
     if let Some(p) = &pattern {
         entries.retain(|e| glob_match(p, &e.name));
     }
+    // A name with a line break would end its listing line early and make the rest look like another
+    // entry (or a forged one); FTP listings cannot carry it, so the entry is left out, with a hint.
+    let before = entries.len();
+    entries.retain(|e| !breaks_line(&e.name));
+    if entries.len() < before {
+        tracing::info!(
+            user = owner, dir = %dir, skipped = before - entries.len(),
+            "hint: left entries out of an FTP listing: their names contain line breaks (CR or LF), which FTP listings cannot carry; SFTP lists them"
+        );
+    }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let mut lines = Vec::with_capacity(entries.len() + 1);
     match kind {
@@ -91,9 +101,14 @@ pub(crate) async fn listing(
     Ok(lines)
 }
 
+fn breaks_line(name: &[u8]) -> bool {
+    name.iter().any(|b| matches!(b, b'\r' | b'\n'))
+}
+
 async fn link_target(vfs: &dyn Vfs, path: &VPath, meta: &Metadata) -> Option<Vec<u8>> {
     if meta.kind == FileKind::Symlink {
-        vfs.read_link(path).await.ok()
+        // A link target with a line break is shown without it (`ls -l` style `-> target` omitted).
+        vfs.read_link(path).await.ok().filter(|t| !breaks_line(t))
     } else {
         None
     }

@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_auth::UserStore;
+use ferry_auth::{Admission, UserStore};
 use ferry_tls::TlsStore;
 use ferry_vfs::activity::Activity;
 use ferry_vfs::Storage;
@@ -43,8 +43,6 @@ pub struct FtpSettings {
     pub require_session_reuse: bool,
     /// Idle control connections are closed with 421 after this long.
     pub idle_timeout: Duration,
-    /// Connections not logged in within this are closed with 421.
-    pub login_timeout: Duration,
     pub failed_login_delay: Duration,
     /// After this many failed logins: 421 and close.
     pub max_login_attempts: u32,
@@ -57,7 +55,6 @@ impl Default for FtpSettings {
             passive_address: None,
             require_session_reuse: false,
             idle_timeout: Duration::from_secs(900),
-            login_timeout: Duration::from_secs(60),
             failed_login_delay: Duration::from_millis(1500),
             max_login_attempts: 3,
         }
@@ -89,20 +86,34 @@ impl FtpService {
 
     /// Serves one control connection to its end. `local` is the address the client connected to; data
     /// connections are bound to its IP, and the client's data connections must come from `peer`'s IP.
-    pub async fn serve_connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr, local: SocketAddr, mode: FtpMode)
-    where
+    /// `admission` carries the login deadline (counted from accept; it covers implicit FTPS's TLS
+    /// handshake) and the connection's place among unauthenticated ones, released at login.
+    pub async fn serve_connection<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+        mode: FtpMode,
+        admission: Admission,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        session::run(self, stream, peer, local, mode, false).await
+        session::run(self, stream, peer, local, mode, false, admission).await
     }
 
     /// Like [`FtpService::serve_connection`] for a client that has already been sent [`GREETING`] (by a
     /// listener that waited to see which protocol the client speaks).
-    pub async fn serve_greeted<S>(self: Arc<Self>, stream: S, peer: SocketAddr, local: SocketAddr, mode: FtpMode)
-    where
+    pub async fn serve_greeted<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+        mode: FtpMode,
+        admission: Admission,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        session::run(self, stream, peer, local, mode, true).await
+        session::run(self, stream, peer, local, mode, true, admission).await
     }
 }
 

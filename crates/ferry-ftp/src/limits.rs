@@ -9,6 +9,9 @@ pub use crate::proto::MAX_LINE;
 /// accepted (active) before answering 425. vsftpd's `accept_timeout` is 60 s, `connect_timeout` 60 s; 20 s
 /// is plenty on any network where FTP still works.
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A passive port (PASV/EPSV) that no data connection reaches within this is released. Clients connect
+/// right after the 227/229 reply; a session also holds at most one passive port (a new PASV replaces it).
+pub const PASSIVE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake (control after AUTH TLS, or a data connection) must finish within this.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A data connection on which nothing moves for this long is cut and the transfer answered 426 (vsftpd's

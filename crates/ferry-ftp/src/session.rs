@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_auth::Admission;
 use ferry_vfs::{FsError, VPath, Vfs};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -82,7 +83,8 @@ pub(crate) struct Session<S> {
     pub(crate) ttype: TransferType,
     /// A command that arrived during a transfer, to run when it is over.
     pub(crate) pending: Option<Vec<u8>>,
-    started: Instant,
+    /// The login deadline (from accept), and this connection's place among unauthenticated ones.
+    pub(crate) admission: Admission,
     /// This connection in the registry that the session-reuse check consults; unregistered on drop.
     _registered: Registered,
 }
@@ -95,6 +97,7 @@ pub(crate) async fn run<S>(
     local: SocketAddr,
     mode: FtpMode,
     greeted: bool,
+    admission: Admission,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -102,13 +105,24 @@ pub(crate) async fn run<S>(
     let tls_id = new_resumption_id();
     let registered = svc.sessions.register(&tls_id, peer.ip());
     let ctl = match mode {
-        FtpMode::Implicit => match accept_control(svc.tls.config(), stream, &tls_id).await {
-            Ok(tls) => Control::Tls(Box::new(tls)),
-            Err(e) => {
-                tracing::debug!(client, "implicit FTPS: TLS handshake failed: {e}");
-                return;
+        FtpMode::Implicit => {
+            let handshake = accept_control(svc.tls.config(), stream, &tls_id);
+            match tokio::time::timeout_at(admission.deadline(), handshake).await {
+                Ok(Ok(tls)) => Control::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::debug!(client, "implicit FTPS: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(
+                        client,
+                        "closing connection: no login within {}s (TLS handshake unfinished)",
+                        admission.grace().as_secs()
+                    );
+                    return;
+                }
             }
-        },
+        }
         FtpMode::Explicit | FtpMode::Plain => Control::Plain(stream),
     };
     let max_attempts = svc.settings.max_login_attempts;
@@ -132,7 +146,7 @@ pub(crate) async fn run<S>(
         facts: Facts::default(),
         ttype: TransferType::Image,
         pending: None,
-        started: Instant::now(),
+        admission,
         _registered: registered,
     };
     // A multi-protocol listener may have sent the greeting already, while it waited to see who the client is.
@@ -225,7 +239,7 @@ where
         let (limit, for_login) = if self.login.logged_in() {
             (idle, false)
         } else {
-            let left = settings.login_timeout.saturating_sub(self.started.elapsed());
+            let left = self.admission.deadline().saturating_duration_since(tokio::time::Instant::now());
             if left <= idle {
                 (left, true)
             } else {
@@ -239,7 +253,7 @@ where
                 None
             }
             Err(_) if for_login => {
-                let secs = settings.login_timeout.as_secs();
+                let secs = self.admission.grace().as_secs();
                 tracing::info!(client = %self.client, "closing connection: no login within {secs}s");
                 let _ = self.reply(Reply::new(421, format!("No login within {secs}s; closing the connection"))).await;
                 None

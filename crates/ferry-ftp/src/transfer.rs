@@ -54,7 +54,7 @@ enum Job {
 /// How the bytes moved.
 enum Moved {
     Sent(u64),
-    Received { bytes: u64, end: UploadEnd, file: Box<dyn FileHandle> },
+    Received { bytes: u64, end: UploadEnd },
 }
 
 /// How the transfer ended while the control connection was watched.
@@ -255,6 +255,7 @@ where
             Job::Listing(_) => (None, false),
             Job::Download { path, .. } | Job::Upload { path, .. } => (Some(path.clone()), true),
         };
+        let atomic_upload = matches!(job, Job::Upload { atomic: true, .. });
         let outcome = match &job {
             Job::Upload { atomic: true, .. } => "; the upload was undone, any previous file is kept",
             Job::Upload { atomic: false, .. } => "; the bytes received so far were kept (resume with REST)",
@@ -263,7 +264,12 @@ where
         let _guard = is_file.then(|| FileGuard::new(&self.svc.activity));
         let started = Instant::now();
         let progress = AtomicU64::new(0);
-        let ended = self.pump_watching_control(conn, job, &progress).await;
+        let ended = self.pump_watching_control(conn, &job, &progress).await;
+        // An upload's file is finished here, after the pump, so that the reply follows the commit or undo.
+        let upload_file = match job {
+            Job::Upload { file, .. } => Some(file),
+            _ => None,
+        };
         let ms = started.elapsed().as_millis() as u64;
         let (user, client, protocol) = (self.user_name().to_string(), self.client.clone(), self.protocol());
         let path = log_path.as_ref().map(VPath::display).unwrap_or_default();
@@ -290,8 +296,8 @@ where
                 }
                 self.send(Reply::new(226, "Transfer complete")).await
             }
-            Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::NoCloseNotify, file })) => {
-                file.abort().await;
+            Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::NoCloseNotify })) => {
+                abort(upload_file).await;
                 tracing::info!(
                     user,
                     client,
@@ -301,13 +307,14 @@ where
                     duration_ms = ms,
                     "transfer interrupted: the TLS data connection ended without close_notify (client killed or connection cut){outcome}"
                 );
-                self.send(Reply::new(
-                    426,
-                    "Data connection closed without TLS close_notify: the upload is incomplete and was discarded",
-                ))
-                .await
+                let text = if atomic_upload {
+                    "Data connection closed without TLS close_notify: the upload is incomplete and was discarded"
+                } else {
+                    "Data connection closed without TLS close_notify: the upload is incomplete"
+                };
+                self.send(Reply::new(426, text)).await
             }
-            Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::Clean, file })) => match file.close().await {
+            Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::Clean })) => match close(upload_file).await {
                 Ok(()) => {
                     tracing::info!(user, client, protocol, path, bytes_written = bytes, duration_ms = ms, "transfer");
                     self.send(Reply::new(226, "Transfer complete")).await
@@ -319,14 +326,17 @@ where
                 }
             },
             Ended::Pumped(Err((PumpError::Network(e), _))) => {
+                abort(upload_file).await;
                 interrupted(&format!("data connection: {e}"));
                 self.send(Reply::new(426, "Connection closed; transfer aborted")).await
             }
             Ended::Pumped(Err((PumpError::File(e), _))) => {
-                tracing::warn!(user, client, protocol, path, error = %e, "transfer failed");
+                abort(upload_file).await;
+                tracing::warn!(user, client, protocol, path, error = %e, "transfer interrupted: the file could not be written or read{outcome}");
                 self.send(fs_error_reply(&e)).await
             }
             Ended::Aborted => {
+                abort(upload_file).await;
                 interrupted("aborted by the client (ABOR)");
                 if self.reply(Reply::new(426, "Transfer aborted")).await.is_err() {
                     return Flow::Close;
@@ -334,6 +344,7 @@ where
                 self.send(Reply::new(226, "ABOR successful")).await
             }
             Ended::ControlGone => {
+                abort(upload_file).await;
                 interrupted("control connection closed");
                 Flow::Close
             }
@@ -366,7 +377,7 @@ where
 
     /// Moves the bytes while reading the control connection: ABOR stops the transfer, STAT reports on it,
     /// any other command waits in `self.pending` until the transfer is over.
-    async fn pump_watching_control(&mut self, conn: DataConn, job: Job, progress: &AtomicU64) -> Ended {
+    async fn pump_watching_control(&mut self, conn: DataConn, job: &Job, progress: &AtomicU64) -> Ended {
         let pump = run_job(conn, job, progress);
         tokio::pin!(pump);
         loop {
@@ -400,25 +411,39 @@ where
     }
 }
 
+/// Gives up on an upload's file (undoing the upload) before the reply goes out.
+async fn abort(file: Option<Box<dyn FileHandle>>) {
+    if let Some(f) = file {
+        f.abort().await;
+    }
+}
+
+async fn close(file: Option<Box<dyn FileHandle>>) -> ferry_vfs::FsResult<()> {
+    match file {
+        Some(f) => f.close().await,
+        None => Ok(()),
+    }
+}
+
 /// The transfer itself, from the first byte to the end of the data connection.
-async fn run_job(mut conn: DataConn, job: Job, progress: &AtomicU64) -> Result<Moved, (PumpError, u64)> {
+async fn run_job(mut conn: DataConn, job: &Job, progress: &AtomicU64) -> Result<Moved, (PumpError, u64)> {
     let failed = |e: PumpError| (e, progress.load(Ordering::Relaxed));
     match job {
         Job::Listing(bytes) => {
-            let n = send_bytes(&mut conn, &bytes, progress).await.map_err(failed)?;
+            let n = send_bytes(&mut conn, bytes, progress).await.map_err(failed)?;
             finish(conn).await.map_err(|e| failed(PumpError::Network(e)))?;
             Ok(Moved::Sent(n))
         }
         Job::Download { file, offset, .. } => {
-            let n = send_file(&mut conn, &*file, offset, progress).await.map_err(failed)?;
+            let n = send_file(&mut conn, &**file, *offset, progress).await.map_err(failed)?;
             finish(conn).await.map_err(|e| failed(PumpError::Network(e)))?;
             Ok(Moved::Sent(n))
         }
         Job::Upload { file, offset, .. } => {
-            let (bytes, end) = receive_file(&mut conn, &*file, offset, progress).await.map_err(failed)?;
+            let (bytes, end) = receive_file(&mut conn, &**file, *offset, progress).await.map_err(failed)?;
             // Answer the client's close_notify with ours; the upload is complete whatever happens here.
             let _ = finish(conn).await;
-            Ok(Moved::Received { bytes, end, file })
+            Ok(Moved::Received { bytes, end })
         }
     }
 }

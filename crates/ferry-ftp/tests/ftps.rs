@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use common::{pattern, settings, start, Client, OTHER_USER, PASSWORD, USER};
+use common::{pattern, settings, start, start_with_grace, Client, OTHER_USER, PASSWORD, USER};
 use ferry_ftp::FtpMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -340,9 +340,8 @@ async fn transfer_needs_prot_p_on_tls_listener() {
 #[tokio::test]
 async fn login_and_idle_timeouts() {
     let mut s = settings();
-    s.login_timeout = Duration::from_millis(300);
     s.idle_timeout = Duration::from_millis(600);
-    let srv = start(FtpMode::Explicit, s).await;
+    let srv = start_with_grace(FtpMode::Explicit, s, Duration::from_millis(300)).await;
     let (mut c, _) = Client::connect(srv.addr).await;
     let r = c.read_reply().await;
     assert_eq!(r.code, 421, "{r:?}");

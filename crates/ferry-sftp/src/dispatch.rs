@@ -366,12 +366,12 @@ async fn close_file(ctx: &SessionCtx, id: u32, f: FileState) -> Response {
         tracing::warn!(
             user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
             bytes_written = written, duration_ms = ms, error = %e,
-            "transfer interrupted: a write failed; the upload was undone and any previous file is kept"
+            "transfer interrupted: a write failed; an upload that replaced or created the file was undone"
         );
         return Response::status(
             id,
             StatusCode::Failure,
-            format!("Upload failed: {}; the file was not changed", e.user_message()),
+            format!("Upload failed: {}; an upload that replaced or created the file was undone", e.user_message()),
         );
     }
     let result = file.close().await;
@@ -396,7 +396,7 @@ pub(crate) async fn abandon(ctx: &SessionCtx, f: FileState) {
         tracing::warn!(
             user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
             bytes_written = f.written, duration_ms = f.opened.elapsed().as_millis() as u64,
-            "transfer interrupted: connection closed before the file was closed; the upload was undone"
+            "transfer interrupted: connection closed before the file was closed; an upload that replaced or created the file was undone"
         );
     } else if f.read > 0 {
         tracing::info!(

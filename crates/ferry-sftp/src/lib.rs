@@ -2,6 +2,7 @@
 //! [`ferry_vfs::Vfs`], the session loop, and the SSH adaptor on russh.
 #![forbid(unsafe_code)]
 
+pub mod algorithms;
 mod attrs_map;
 pub mod dispatch;
 pub mod proto;
@@ -9,6 +10,7 @@ pub mod session;
 pub mod ssh;
 mod status;
 
+pub use algorithms::Algorithms;
 pub use dispatch::SessionCtx;
 pub use ferry_vfs::activity::Activity;
 pub use ssh::{SshService, SshSettings};

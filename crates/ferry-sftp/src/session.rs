@@ -267,6 +267,18 @@ impl Session {
     async fn run(&mut self, req: Request, credit: usize, input: usize) {
         let Some(handle) = req.handle().map(<[u8]>::to_vec) else {
             self.inflight.idle().await;
+            // Checked before opening anything: an OPEN that starts an upload changes the directory.
+            if matches!(req, Request::Open { .. } | Request::Opendir { .. })
+                && self.handles.len() >= MAX_OPEN_HANDLES as usize
+            {
+                let id = req.id().unwrap_or(0);
+                self.out.send(
+                    Response::status(id, StatusCode::Failure, "Too many open files and directories in this session"),
+                    credit,
+                );
+                self.credit.consumed(input);
+                return;
+            }
             let outcome = dispatch::path_request(&self.ctx, req).await;
             match outcome {
                 PathOutcome::Reply(r) => self.out.send(r, credit),

@@ -6,16 +6,16 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_auth::{User, UserStore};
+use ferry_auth::{Admission, PasswordCheck, User, UserStore};
 use ferry_vfs::Storage;
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Preferred, SshId};
+use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, SshId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
@@ -32,53 +32,20 @@ pub struct SshSettings {
     pub idle_timeout: Duration,
     pub max_auth_attempts: usize,
     pub failed_login_delay: Duration,
-    /// A connection that has not logged in after this long is closed.
-    pub login_timeout: Duration,
+    /// Key exchanges, host key algorithms, ciphers and MACs offered (`[sftp]` in the config).
+    pub algorithms: crate::algorithms::Algorithms,
 }
 
 /// Shared by every SSH connection of the server.
 pub struct SshService {
     config: Arc<russh::server::Config>,
-    login_timeout: Duration,
+    max_auth_attempts: usize,
+    failed_login_delay: Duration,
     /// Each channel's receive window: the most SFTP input a session holds unconsumed.
     window: u32,
     store: Arc<UserStore>,
     activity: Arc<Activity>,
     storage: Arc<dyn Storage>,
-}
-
-/// Only modern algorithms: AEAD ciphers first; CTR with SHA-2 HMACs after them because libssh2 (curl,
-/// many embedded clients) has nothing else. No CBC, no 3DES, no SHA-1, no DH groups below 2048 bits.
-fn preferred() -> Preferred {
-    use russh::{cipher, kex, mac};
-    Preferred {
-        kex: Cow::Borrowed(&[
-            kex::MLKEM768X25519_SHA256,
-            kex::CURVE25519,
-            kex::CURVE25519_PRE_RFC_8731,
-            kex::ECDH_SHA2_NISTP256,
-            kex::DH_G16_SHA512,
-            kex::DH_G14_SHA256,
-            kex::EXTENSION_SUPPORT_AS_SERVER,
-            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
-        ]),
-        key: Cow::Borrowed(&[
-            Algorithm::Ed25519,
-            Algorithm::Ecdsa { curve: russh::keys::EcdsaCurve::NistP256 },
-            Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha512) },
-            Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha256) },
-        ]),
-        cipher: Cow::Borrowed(&[
-            cipher::AES_128_GCM,
-            cipher::AES_256_GCM,
-            cipher::CHACHA20_POLY1305,
-            cipher::AES_128_CTR,
-            cipher::AES_192_CTR,
-            cipher::AES_256_CTR,
-        ]),
-        mac: Cow::Borrowed(&[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM, mac::HMAC_SHA256, mac::HMAC_SHA512]),
-        ..Preferred::default()
-    }
 }
 
 impl SshService {
@@ -92,8 +59,9 @@ impl SshService {
         let config = russh::server::Config {
             server_id: SshId::Standard(Cow::Borrowed(concat!("SSH-2.0-Ferry_", env!("CARGO_PKG_VERSION")))),
             methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
-            auth_rejection_time: s.failed_login_delay,
-            // OpenSSH clients first try "none" to learn the methods: answer that at once.
+            // Failed passwords are delayed by the handler itself (see `auth_password`): a refused key is
+            // answered at once, as OpenSSH does, so a client trying its keys one by one is not slowed.
+            auth_rejection_time: Duration::ZERO,
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys,
             window_size: s.window_size,
@@ -101,8 +69,10 @@ impl SshService {
             // Channel messages are drained as they arrive (see `data`), so this buffer stays empty.
             channel_buffer_size: 16,
             event_buffer_size: 64,
-            preferred: preferred(),
-            max_auth_attempts: s.max_auth_attempts,
+            preferred: s.algorithms.preferred(),
+            // The handler counts failures as OpenSSH does and disconnects at the limit; russh's own
+            // count (which also counts the "none" probe) is only a backstop.
+            max_auth_attempts: s.max_auth_attempts + 2,
             inactivity_timeout: Some(s.idle_timeout),
             keepalive_interval: Some(Duration::from_secs(60)),
             keepalive_max: 3,
@@ -114,7 +84,8 @@ impl SshService {
         };
         SshService {
             config: Arc::new(config),
-            login_timeout: s.login_timeout,
+            max_auth_attempts: s.max_auth_attempts.max(1),
+            failed_login_delay: s.failed_login_delay,
             window: s.window_size,
             store,
             activity,
@@ -123,45 +94,60 @@ impl SshService {
     }
 
     /// Serves one connection until it ends. The stream may replay bytes a listener already read to
-    /// recognise the protocol.
-    pub async fn serve_connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    /// recognise the protocol. `admission` carries the login deadline, counted from accept: the SSH
+    /// identification line, the key exchange and authentication all happen before it.
+    pub async fn serve_connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr, admission: Admission)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let logged_in = Arc::new(AtomicBool::new(false));
+        let own_handle = Arc::new(OnceLock::new());
+        let deadline = admission.deadline();
+        let grace = admission.grace();
         let handler = SshConn {
             svc: self.clone(),
             peer,
             logged_in: logged_in.clone(),
+            admission,
             user: None,
             login_at: None,
+            failures: 0,
+            handle: own_handle.clone(),
             pending: HashMap::new(),
             sftp: HashMap::new(),
         };
-        match russh::server::run_stream(self.config.clone(), stream, handler).await {
-            Ok(mut session) => {
-                let handle = session.handle();
-                let deadline = tokio::time::sleep(self.login_timeout);
-                tokio::pin!(deadline);
-                let ended = tokio::select! {
-                    r = &mut session => Some(r),
-                    _ = &mut deadline => None,
-                };
-                let result = match ended {
-                    Some(r) => r,
-                    None if logged_in.load(Ordering::Acquire) => session.await,
-                    None => {
-                        tracing::info!(client = %peer, "closing connection: no login within {}s", self.login_timeout.as_secs());
-                        let _ =
-                            handle.disconnect(Disconnect::ByApplication, "login timed out".into(), "en".into()).await;
-                        session.await
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(client = %peer, "SSH session ended: {e}");
+        let too_late = || tracing::info!(client = %peer, "closing connection: no login within {}s", grace.as_secs());
+        let started =
+            match tokio::time::timeout_at(deadline, russh::server::run_stream(self.config.clone(), stream, handler))
+                .await
+            {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => return tracing::debug!(client = %peer, "SSH handshake failed: {e}"),
+                // A client that never sends its identification line.
+                Err(_) => return too_late(),
+            };
+        let mut session = started;
+        let handle = session.handle();
+        let _ = own_handle.set(handle.clone());
+        let ended = tokio::select! {
+            r = &mut session => Some(r),
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let result = match ended {
+            Some(r) => r,
+            None if logged_in.load(Ordering::Acquire) => session.await,
+            None => {
+                too_late();
+                let _ = handle.disconnect(Disconnect::ByApplication, "login timed out".into(), "en".into()).await;
+                // A client stuck in the key exchange may never read the disconnect: do not wait for it.
+                match tokio::time::timeout(Duration::from_secs(5), session).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
                 }
             }
-            Err(e) => tracing::debug!(client = %peer, "SSH handshake failed: {e}"),
+        };
+        if let Err(e) = result {
+            tracing::debug!(client = %peer, "SSH session ended: {e}");
         }
     }
 }
@@ -170,16 +156,28 @@ struct SshConn {
     svc: Arc<SshService>,
     peer: SocketAddr,
     logged_in: Arc<AtomicBool>,
+    /// The login deadline and this connection's place among unauthenticated ones (released at login).
+    admission: Admission,
     user: Option<User>,
     login_at: Option<Instant>,
+    /// Failed authentication attempts on this connection, over every method (OpenSSH's MaxAuthTries).
+    failures: usize,
+    /// This connection's own handle, to disconnect it when the attempts run out.
+    handle: Arc<OnceLock<russh::server::Handle>>,
     /// Session channels opened but not yet turned into SFTP.
     pending: HashMap<ChannelId, ChannelWriteHalf<Msg>>,
     /// Input of running SFTP sessions, by channel.
     sftp: HashMap<ChannelId, UnboundedSender<Bytes>>,
 }
 
+/// A refusal that keeps every method open, so the client may try its next key or retype its password
+/// (russh would otherwise drop the method that just failed). The list is the same for every user, as
+/// OpenSSH's is, so it tells nothing about an account.
 fn reject() -> Auth {
-    Auth::Reject { proceed_with_methods: None, partial_success: false }
+    Auth::Reject {
+        proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])),
+        partial_success: false,
+    }
 }
 
 /// RSA signatures with SHA-1 (`ssh-rsa`) are refused, as OpenSSH does since 8.8.
@@ -193,11 +191,40 @@ impl SshConn {
         self.user = Some(user);
         self.login_at = Some(Instant::now());
         self.logged_in.store(true, Ordering::Release);
+        self.admission.logged_in();
         Auth::Accept
     }
 
-    fn failed(&self, user: &str, method: &str, why: &str) -> Auth {
+    fn failed(&mut self, user: &str, method: &str, why: &str) -> Auth {
         tracing::warn!(user, client = %self.peer, protocol = "sftp", method, "login failed: {why}");
+        self.count_failure(user)
+    }
+
+    /// The limit was reached: every further attempt is refused unchecked (a client may have pipelined
+    /// more before the disconnect reaches it).
+    fn out_of_attempts(&self) -> bool {
+        self.failures >= self.svc.max_auth_attempts
+    }
+
+    /// Counts a failed attempt; at the limit the connection is closed with a clear reason, as OpenSSH's
+    /// "Too many authentication failures".
+    fn count_failure(&mut self, user: &str) -> Auth {
+        self.failures += 1;
+        if self.failures == self.svc.max_auth_attempts {
+            tracing::warn!(user, client = %self.peer, protocol = "sftp", attempts = self.failures,
+                "closing connection: too many authentication failures");
+            if let Some(handle) = self.handle.get().cloned() {
+                tokio::spawn(async move {
+                    let _ = handle
+                        .disconnect(
+                            Disconnect::NoMoreAuthMethodsAvailable,
+                            "Too many authentication failures".into(),
+                            "en".into(),
+                        )
+                        .await;
+                });
+            }
+        }
         reject()
     }
 
@@ -251,35 +278,45 @@ impl russh::server::Handler for SshConn {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let store = self.svc.store.clone();
-        let (u, p) = (user.to_string(), password.to_string());
-        // argon2 takes tens of milliseconds of CPU: never on the async threads.
-        match tokio::task::spawn_blocking(move || store.check_password(&u, &p)).await {
-            Ok(Ok(Some(found))) => Ok(self.accept(found, "password")),
-            Ok(Ok(None)) => Ok(self.failed(user, "password", "wrong user name or password")),
-            Ok(Err(e)) => {
-                tracing::error!("user store: {e}");
-                Ok(self.failed(user, "password", "user store unavailable"))
-            }
-            Err(e) => {
-                tracing::error!("password check task failed: {e}");
-                Ok(reject())
-            }
+        if self.out_of_attempts() {
+            return Ok(reject());
         }
+        let checked = ferry_auth::check_password(&self.svc.store, user, password).await;
+        if !matches!(checked, Ok(PasswordCheck::Ok(_))) {
+            // Slows password guessing down. Only this connection waits: its own task runs this handler.
+            tokio::time::sleep(self.svc.failed_login_delay).await;
+        }
+        Ok(match checked {
+            Ok(PasswordCheck::Ok(found)) => self.accept(found, "password"),
+            Ok(PasswordCheck::Wrong) => self.failed(user, "password", "wrong user name or password"),
+            Ok(PasswordCheck::Busy) => self.failed(
+                user,
+                "password",
+                "refused unchecked: too many password checks waiting (a flood of logins?)",
+            ),
+            Err(e) => {
+                tracing::error!("user store: {e}");
+                self.failed(user, "password", "user store unavailable")
+            }
+        })
     }
 
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        if weak_algorithm(offer.algorithm) {
+        if weak_algorithm(offer.algorithm) || self.out_of_attempts() {
             return Ok(reject());
         }
-        // Only a probe: unknown keys are normal (clients try each key they have) and are not logged.
+        // Only a probe: unknown keys are normal (clients try each key they have) and are not logged one
+        // by one, but they count towards the limit as in OpenSSH.
         Ok(match self.check_key(user, offer.public_key).await {
             Some(_) => Auth::Accept,
-            None => reject(),
+            None => self.count_failure(user),
         })
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        if self.out_of_attempts() {
+            return Ok(reject());
+        }
         if weak_algorithm(key.algorithm) {
             return Ok(self.failed(user, "publickey", "ssh-rsa (SHA-1) signatures are not accepted"));
         }

@@ -187,7 +187,7 @@ async fn a_stalled_storage_closes_the_window_and_the_upload_finishes_when_it_res
         idle_timeout: Duration::from_secs(600),
         max_auth_attempts: 6,
         failed_login_delay: Duration::from_millis(10),
-        login_timeout: Duration::from_secs(60),
+        algorithms: Default::default(),
     };
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
     let svc = Arc::new(SshService::new(vec![key], Arc::new(store), Arc::new(Activity::default()), storage, &settings));
@@ -195,7 +195,7 @@ async fn a_stalled_storage_closes_the_window_and_the_upload_finishes_when_it_res
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (tcp, peer) = listener.accept().await.unwrap();
-        svc.serve_connection(tcp, peer).await;
+        svc.serve_connection(tcp, peer, ferry_auth::Admission::new(Duration::from_secs(60), None)).await;
     });
 
     let mut client = client::connect(Arc::new(client::Config::default()), addr, Client).await.unwrap();

@@ -27,7 +27,7 @@ async fn replacement_is_visible_while_written_and_cut_off_restores_the_old_file(
     let listed = s.fs.read_dir(&vp("/")).await.unwrap();
     assert_eq!((listed.len(), listed[0].metadata.size), (1, 3));
     assert_eq!(journal_entries(&s), 1);
-    abandon(h);
+    abandon(h).await;
     // The previous version is back, the very same inode, and nothing hidden is left.
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
     assert_eq!(std::fs::metadata(s.root.join("f.txt")).unwrap().ino(), old_ino);
@@ -58,9 +58,24 @@ async fn new_file_is_visible_and_cut_off_removes_it() {
     assert_eq!(s.fs.metadata(&vp("/d/new.bin")).await.unwrap().size, 7);
     // Another handle on the name reads what was written so far (sshfs re-opens what it creates).
     assert_eq!(read_all(&s.fs, &vp("/d/new.bin")).await.unwrap(), b"partial");
-    abandon(h);
+    abandon(h).await;
     assert!(all_names(&s.root.join("d")).is_empty());
     s.fs.remove_dir(&vp("/d")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_handle_is_undone_too() {
+    let s = scratch();
+    put(&s.fs, &vp("/f.txt"), b"good").await.unwrap();
+    let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
+    h.write_at(0, b(b"partial")).await.unwrap();
+    drop(h);
+    let restored = async {
+        while std::fs::read(s.root.join("f.txt")).unwrap() != b"good" || all_names(&s.root).len() != 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), restored).await.expect("undone in the background");
 }
 
 #[tokio::test]
@@ -68,7 +83,7 @@ async fn keep_partial_keeps_a_cut_off_new_file_but_never_a_cut_off_replacement()
     let s = scratch_with(UploadPolicy { keep_partial: true, ..Default::default() });
     let h = s.fs.open(&vp("/new.bin"), put_opts()).await.unwrap();
     h.write_at(0, b(b"first half")).await.unwrap();
-    abandon(h);
+    abandon(h).await;
     assert_eq!(std::fs::read(s.root.join("new.bin")).unwrap(), b"first half");
     let h = s.fs.open(&vp("/new.bin"), put_opts()).await.unwrap();
     h.write_at(0, b(b"xx")).await.unwrap();
@@ -91,7 +106,7 @@ async fn removing_a_name_being_uploaded_leaves_nothing_behind() {
     assert!(all_names(&s.root).is_empty(), "hidden files left: {:?}", all_names(&s.root));
     // Closing or dropping the handles afterwards brings nothing back.
     replacing.close().await.unwrap();
-    abandon(creating);
+    abandon(creating).await;
     assert!(all_names(&s.root).is_empty());
     assert_eq!(journal_entries(&s), 0);
 }
@@ -105,9 +120,9 @@ async fn a_retry_before_the_first_attempt_was_seen_cut_off_still_restores_the_go
     first.write_at(0, b(b"partial one")).await.unwrap();
     let second = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
     second.write_at(0, b(b"partial two")).await.unwrap();
-    abandon(first);
+    abandon(first).await;
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"partial two");
-    abandon(second);
+    abandon(second).await;
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"good");
     assert_eq!(all_names(&s.root), vec!["f.txt"]);
     assert_eq!(journal_entries(&s), 0);
@@ -118,14 +133,15 @@ async fn a_retry_before_the_first_attempt_was_seen_cut_off_still_restores_the_go
     second.write_at(0, b(b"second")).await.unwrap();
     second.close().await.unwrap();
     first.write_at(0, b(b"first")).await.unwrap();
-    first.close().await.unwrap();
+    // The older upload is told its data did not make it.
+    assert!(first.close().await.is_err());
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"second");
 
     // Same for a new file: nothing of either attempt is left.
     let first = s.fs.open(&vp("/n.bin"), put_opts()).await.unwrap();
     let second = s.fs.open(&vp("/n.bin"), put_opts()).await.unwrap();
-    abandon(first);
-    abandon(second);
+    abandon(first).await;
+    abandon(second).await;
     assert_eq!(all_names(&s.root), vec!["f.txt"]);
     assert_eq!(journal_entries(&s), 0);
 }
@@ -180,7 +196,7 @@ async fn atomic_upload_cut_off_keeps_the_old_file() {
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
     assert_eq!(temp_files(&s.root).len(), 1);
     assert_eq!(s.fs.read_dir(&vp("/")).await.unwrap().len(), 1);
-    abandon(h);
+    abandon(h).await;
     assert_eq!(std::fs::read(s.root.join("f.txt")).unwrap(), b"old content");
     assert!(temp_files(&s.root).is_empty());
     assert_eq!(journal_entries(&s), 0);
@@ -193,7 +209,7 @@ async fn atomic_new_file_cut_off_leaves_nothing() {
     let h = s.fs.open(&vp("/d/new.bin"), put_opts()).await.unwrap();
     h.write_at(0, b(b"partial")).await.unwrap();
     assert!(matches!(s.fs.metadata(&vp("/d/new.bin")).await, Err(FsError::NotFound)));
-    abandon(h);
+    abandon(h).await;
     assert!(std::fs::read_dir(s.root.join("d")).unwrap().next().is_none());
 }
 
@@ -453,7 +469,7 @@ async fn large_upload_cut_off_after_background_flushes_keeps_the_old_file() {
     put(&s.fs, &vp("/big.bin"), b"the good old version").await.unwrap();
     let h = s.fs.open(&vp("/big.bin"), put_opts()).await.unwrap();
     write_mib_chunks(h.as_ref(), 40).await;
-    abandon(h);
+    abandon(h).await;
     assert_eq!(std::fs::read(s.root.join("big.bin")).unwrap(), b"the good old version");
     assert!(temp_files(&s.root).is_empty());
 }

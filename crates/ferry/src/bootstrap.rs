@@ -60,8 +60,69 @@ pub fn default_home(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("files").join(name)
 }
 
+/// Why `home` cannot be a user's root in `data_dir`, if it cannot: the data dir itself, anything inside
+/// it but under `files/` (keys, users.db, the upload journal would be the user's to read or replace), or
+/// a directory that contains the data dir. Compared lexically on absolute paths, before anything exists.
+pub fn home_conflict(data_dir: &Path, home: &Path) -> Option<String> {
+    let norm = |p: &Path| -> PathBuf {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    };
+    let (data, home) = (norm(data_dir), norm(home));
+    let files = data.join("files");
+    if home == data {
+        Some("it is the data dir".into())
+    } else if data.starts_with(&home) {
+        Some(format!("it contains the data dir {}", data.display()))
+    } else if home.starts_with(&data) && !(home.starts_with(&files) && home != files) {
+        Some(format!("it is inside the data dir {} but not under its files/ directory", data.display()))
+    } else {
+        None
+    }
+}
+
+/// Refuses a home [`home_conflict`] finds wrong, with the way out.
+pub fn check_home(data_dir: &Path, user: &str, home: &Path) -> Result<(), CliError> {
+    match home_conflict(data_dir, home) {
+        None => Ok(()),
+        Some(why) => Err(CliError::usage(
+            format!("home {} of user {user} cannot be used: {why}", home.display()),
+            format!("give the user a home of their own, for example --home {}", default_home(data_dir, user).display()),
+        )),
+    }
+}
+
 /// Makes a user's home directory, so the first login finds it.
 pub fn create_home(home: &Path) -> Result<(), CliError> {
     fs::create_dir_all(home)
         .map_err(|e| CliError::runtime(format!("cannot create home directory {}: {e}", home.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn homes_that_would_expose_the_data_dir_are_refused() {
+        let d = Path::new("/srv/ferry");
+        assert!(home_conflict(d, Path::new("/srv/ferry/files/alice")).is_none());
+        assert!(home_conflict(d, Path::new("/home/alice")).is_none());
+        assert!(home_conflict(d, Path::new("/srv/ferry-other")).is_none());
+        assert!(home_conflict(d, Path::new("/srv/ferry")).is_some());
+        assert!(home_conflict(d, Path::new("/srv/ferry/")).is_some());
+        assert!(home_conflict(d, Path::new("/srv/ferry/files")).is_some());
+        assert!(home_conflict(d, Path::new("/srv/ferry/keys")).is_some());
+        assert!(home_conflict(d, Path::new("/srv")).is_some());
+        assert!(home_conflict(d, Path::new("/")).is_some());
+        assert!(home_conflict(d, Path::new("/srv/ferry/files/../keys")).is_some());
+    }
 }

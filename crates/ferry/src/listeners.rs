@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_config::{limits, ListenerSpec, Protocol};
+use ferry_auth::Admission;
+use ferry_config::{ListenerSpec, Protocol};
 use ferry_ftp::{FtpMode, FtpService};
 use ferry_sftp::SshService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::detect::{classify, Opening};
+use crate::gate::{Gate, Refusal};
 use crate::prefixed::ClientStream;
 use crate::CliError;
 
@@ -100,7 +101,7 @@ pub async fn accept_loop(
     addr: SocketAddr,
     kind: ListenerKind,
     services: Arc<Services>,
-    connections: Arc<Semaphore>,
+    gate: Arc<Gate>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -112,20 +113,49 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(client = %peer, "hint: refusing connection: {} connections already open", limits::MAX_CONNECTIONS);
-            continue;
+        let (open, admission) = match gate.admit(peer.ip(), rand::random::<u32>() % 100) {
+            Ok(a) => a,
+            Err(why) => {
+                gate.refused(why, peer.ip());
+                refuse_at_accept(&stream, kind, why);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(addr);
         let services = services.clone();
         tokio::spawn(async move {
-            serve(stream, peer, local, addr, kind, &services).await;
-            drop(permit);
+            let watch = admission.watch();
+            let grace = admission.grace();
+            // Every protocol enforces the deadline itself, with its own words (SSH disconnect, FTP 421);
+            // this catches anything stuck where no protocol runs yet.
+            let hard_stop = tokio::time::sleep_until(admission.deadline() + Duration::from_secs(5));
+            tokio::select! {
+                _ = serve(stream, peer, local, addr, kind, &services, admission) => {}
+                _ = async { hard_stop.await; if watch.logged_in() { std::future::pending::<()>().await } } => {
+                    tracing::info!(client = %peer, "closing connection: no login within {}s", grace.as_secs());
+                }
+            }
+            drop(open);
         });
     }
 }
 
+/// Tells a refused client why, in one write that never waits (a flood must not hold sockets open):
+/// a `421` line where an FTP client may be listening, a plain line for SSH clients (they show it), and
+/// nothing on an implicit-FTPS-only port, where the client expects TLS.
+fn refuse_at_accept(stream: &TcpStream, kind: ListenerKind, why: Refusal) {
+    let line = if kind.explicit.is_some() {
+        format!("421 {}\r\n", why.message())
+    } else if kind.sftp {
+        format!("{}\r\n", why.message())
+    } else {
+        return;
+    };
+    let _ = stream.try_write(line.as_bytes());
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -133,14 +163,17 @@ async fn serve(
     listen: SocketAddr,
     kind: ListenerKind,
     svc: &Services,
+    admission: Admission,
 ) {
     // One protocol, nothing to detect: exactly as the standard says, no delay. The first bytes are only
     // looked at afterwards, to tell the admin what a client that did not speak the protocol was.
     let (sniffer, seen) = ClientStream::sniffing(stream);
     match (kind.sftp, kind.explicit, kind.implicit, &svc.ftp) {
-        (true, None, false, _) => svc.ssh.clone().serve_connection(sniffer, peer).await,
-        (false, Some(mode), false, Some(ftp)) => ftp.clone().serve_connection(sniffer, peer, local, mode).await,
-        _ => return detect_and_serve(sniffer.into_inner(), peer, local, listen, kind, svc).await,
+        (true, None, false, _) => svc.ssh.clone().serve_connection(sniffer, peer, admission).await,
+        (false, Some(mode), false, Some(ftp)) => {
+            ftp.clone().serve_connection(sniffer, peer, local, mode, admission).await
+        }
+        _ => return detect_and_serve(sniffer.into_inner(), peer, local, listen, kind, svc, admission).await,
     }
     let first = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let opening = classify(&first);
@@ -165,6 +198,7 @@ async fn first_bytes(stream: &mut TcpStream, wait: Duration) -> std::io::Result<
     Ok(buf)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn detect_and_serve(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -172,10 +206,11 @@ async fn detect_and_serve(
     listen: SocketAddr,
     kind: ListenerKind,
     svc: &Services,
+    admission: Admission,
 ) {
     let Ok(first) = first_bytes(&mut stream, svc.detect_wait).await else { return };
     if first.is_empty() {
-        return served_silent_client(stream, peer, local, listen, kind, svc).await;
+        return served_silent_client(stream, peer, local, listen, kind, svc, admission).await;
     }
     // A client that has started to speak gets a little longer to finish its first line.
     let mut first = first;
@@ -185,12 +220,13 @@ async fn detect_and_serve(
             Err(_) => return,
         }
     }
-    dispatch(stream, first, peer, local, listen, kind, svc, false).await;
+    dispatch(stream, first, peer, local, listen, kind, svc, false, admission).await;
 }
 
 /// A client that says nothing: an FTP client waiting for the greeting, or an SSH client waiting for the
 /// server's version line. Greet it as FTP; if it then answers with an SSH version line (RFC 4253 lets a
 /// server send text lines before its version, and SSH clients skip them) or stays silent, serve SFTP.
+#[allow(clippy::too_many_arguments)]
 async fn served_silent_client(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -198,11 +234,12 @@ async fn served_silent_client(
     listen: SocketAddr,
     kind: ListenerKind,
     svc: &Services,
+    admission: Admission,
 ) {
     let ftp_here = kind.explicit.is_some() || kind.implicit;
     if !ftp_here {
         // Only SFTP is left to try (a port serving SFTP and nothing FTP is never detected).
-        return svc.ssh.clone().serve_connection(stream, peer).await;
+        return svc.ssh.clone().serve_connection(stream, peer, admission).await;
     }
     if kind.implicit && kind.explicit.is_none() {
         tracing::info!(
@@ -215,17 +252,17 @@ async fn served_silent_client(
     }
     if kind.sftp {
         match first_bytes(&mut stream, svc.ssh_wait).await {
-            Ok(b) if b.is_empty() => return svc.ssh.clone().serve_connection(stream, peer).await,
+            Ok(b) if b.is_empty() => return svc.ssh.clone().serve_connection(stream, peer, admission).await,
             Ok(b) if classify(&b) == Opening::Ssh => {
-                return svc.ssh.clone().serve_connection(ClientStream::replaying(b, stream), peer).await
+                return svc.ssh.clone().serve_connection(ClientStream::replaying(b, stream), peer, admission).await
             }
-            Ok(b) => return dispatch(stream, b, peer, local, listen, kind, svc, true).await,
+            Ok(b) => return dispatch(stream, b, peer, local, listen, kind, svc, true, admission).await,
             Err(_) => return,
         }
     }
     if let Some(ftp) = &svc.ftp {
         let mode = kind.explicit.unwrap_or(FtpMode::Explicit);
-        ftp.clone().serve_greeted(stream, peer, local, mode).await;
+        ftp.clone().serve_greeted(stream, peer, local, mode, admission).await;
     }
 }
 
@@ -239,17 +276,18 @@ async fn dispatch(
     kind: ListenerKind,
     svc: &Services,
     greeted: bool,
+    admission: Admission,
 ) {
     let opening = classify(&first);
     if !kind.serves(opening) || (opening == Opening::FtpCommand && svc.ftp.is_none()) {
         return refuse(stream, opening, peer, listen, svc, greeted).await;
     }
     match opening {
-        Opening::Ssh => svc.ssh.clone().serve_connection(ClientStream::replaying(first, stream), peer).await,
+        Opening::Ssh => svc.ssh.clone().serve_connection(ClientStream::replaying(first, stream), peer, admission).await,
         Opening::TlsClientHello => {
             if let Some(ftp) = &svc.ftp {
                 ftp.clone()
-                    .serve_connection(ClientStream::replaying(first, stream), peer, local, FtpMode::Implicit)
+                    .serve_connection(ClientStream::replaying(first, stream), peer, local, FtpMode::Implicit, admission)
                     .await;
             }
         }
@@ -258,11 +296,11 @@ async fn dispatch(
                 let mode = kind.explicit.unwrap_or(FtpMode::Explicit);
                 let stream = ClientStream::replaying(first, stream);
                 if greeted {
-                    ftp.clone().serve_greeted(stream, peer, local, mode).await;
+                    ftp.clone().serve_greeted(stream, peer, local, mode, admission).await;
                 } else {
                     // An FTP client that spoke before the greeting: the session greets it, then reads what
                     // it already sent.
-                    ftp.clone().serve_connection(stream, peer, local, mode).await;
+                    ftp.clone().serve_connection(stream, peer, local, mode, admission).await;
                 }
             }
         }

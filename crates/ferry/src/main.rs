@@ -6,6 +6,7 @@ mod cli;
 mod config_cmd;
 mod detect;
 mod firewall;
+mod gate;
 mod hostkeys;
 mod listeners;
 mod logging;

@@ -12,9 +12,9 @@ use ferry_sftp::{Activity, SshService, SshSettings};
 use ferry_tls::TlsStore;
 use ferry_vfs::local::{LocalStorage, UploadMode, UploadPolicy, Uploads};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::gate::Gate;
 use crate::listeners::{accept_loop, Directory, ListenerKind, Services};
 
 use crate::bootstrap::{self, create_home, default_home, open_store};
@@ -75,11 +75,66 @@ async fn bind(spec: &ListenerSpec) -> Result<TcpListener, CliError> {
     })
 }
 
+/// Raises the open-file limit to the hard limit and lowers the connection caps so that every connection
+/// fits under it with room to spare: a flood of new connections then meets Ferry's own refusal, never
+/// `EMFILE` in the middle of a logged-in user's transfer.
+fn fit_to_open_files(mut l: ferry_config::LimitsConfig) -> ferry_config::LimitsConfig {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut rl = getrlimit(Resource::Nofile);
+    if rl.current < rl.maximum {
+        let raised = rustix::process::Rlimit { current: rl.maximum, maximum: rl.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => rl = getrlimit(Resource::Nofile),
+            Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+        }
+    }
+    let files = rl.current.unwrap_or(u64::MAX);
+    let fit = (files.saturating_sub(limits::FD_RESERVE) / limits::FDS_PER_CONNECTION).max(1) as usize;
+    if l.max_connections > fit {
+        tracing::warn!(
+            open_files = files,
+            "hint: the open-file limit ({files}) leaves room for {fit} connections: max_connections lowered from {} to {fit}; raise the limit (ulimit -n, LimitNOFILE=) to serve more",
+            l.max_connections
+        );
+        l.max_connections = fit;
+    }
+    // Connections still logging in must leave room for logged-in ones.
+    let half = (l.max_connections / 2).max(1);
+    if l.max_startups.full > half {
+        l.max_startups.full = half;
+        l.max_startups.start = l.max_startups.start.min(half);
+    }
+    l
+}
+
+/// Takes the data dir's lock (`DATA_DIR/ferry.lock`, an exclusive flock that the kernel releases when the
+/// process ends, however it ends).
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, CliError> {
+    let path = data_dir.join("ferry.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CliError::runtime(format!("cannot open {}: {e}", path.display())))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(CliError::runtime(format!(
+            "another `ferry serve` is already using the data dir {}",
+            data_dir.display()
+        ))
+        .with_hint("stop it first, or give this one its own --data-dir")),
+        Err(e) => Err(CliError::runtime(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
 /// The upload settings every session shares, after finishing the uploads a previous run left pending
 /// (a crash or `kill -9` mid-upload): each is undone with one log line, before any client connects.
 fn open_uploads(data_dir: &std::path::Path, config: &Config) -> Result<Arc<Uploads>, CliError> {
     let mode = if config.uploads.atomic { UploadMode::Atomic } else { UploadMode::Standard };
-    let policy = UploadPolicy { mode, keep_partial: config.uploads.keep_partial };
+    let policy = UploadPolicy { mode, keep_partial: config.uploads.keep_partial, umask: config.uploads.umask };
+    // The process umask too, so that nothing a client creates can be more open than the admin allows.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(config.uploads.umask));
     let journal = data_dir.join("uploads");
     let uploads = Uploads::new(policy, Some(journal.clone())).map_err(|e| {
         CliError::runtime(format!("cannot open the upload journal {}: {e}", journal.display()))
@@ -97,20 +152,32 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     let config = settle(env.config, args)?;
     let store = Arc::new(open_store(&env.data_dir)?);
     let demo_password = ensure_demo_user(&store, &env.data_dir)?;
-    let keys = hostkeys::load_or_generate(&env.data_dir, &config.sftp.host_keys)?;
+    // A home that exposes the data dir (keys, password hashes) or contains it is refused before serving.
+    for user in store.list()? {
+        bootstrap::check_home(&env.data_dir, &user.name, &user.home)?;
+    }
+    let keys = hostkeys::load_or_generate(&env.data_dir, &config.sftp)?;
     let serves_ftp = config.server.listeners.iter().any(|l| l.protocols.iter().any(|p| p.is_ftp()));
     let tls = if serves_ftp {
-        let store = TlsStore::load_or_generate(&env.data_dir, config.ftps.cert.as_deref(), config.ftps.key.as_deref())
+        // A generated certificate names this machine, the listeners' addresses and `[ftps] names`.
+        let listener_ips = config.server.listeners.iter().map(|l| l.addr.ip());
+        let names = ferry_tls::CertNames::of_this_machine(listener_ips, &config.ftps.names);
+        let store = TlsStore::open(&env.data_dir, config.ftps.cert.as_deref(), config.ftps.key.as_deref(), names)
             .map_err(|e| {
-                CliError::runtime(format!("FTPS certificate: {e}")).with_hint(
-                    "fix [ftps] cert and key in the config, or remove both to use a generated self-signed certificate",
-                )
+                let hint = e.hint.clone().unwrap_or_else(|| {
+                    "fix [ftps] cert and key in the config, or remove both to use a generated self-signed certificate"
+                        .into()
+                });
+                CliError::runtime(format!("FTPS certificate: {e}")).with_hint(hint)
             })?;
         Some(Arc::new(store))
     } else {
         None
     };
 
+    // One server per data dir: a second one would take the first one's uploads in progress for a crash's
+    // leftovers and undo them. Held until the process exits.
+    let _lock = lock_data_dir(&env.data_dir)?;
     let uploads = open_uploads(&env.data_dir, &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -145,7 +212,7 @@ async fn serve(
         idle_timeout: limits::IDLE_TIMEOUT,
         max_auth_attempts: limits::MAX_AUTH_ATTEMPTS,
         failed_login_delay: limits::FAILED_LOGIN_DELAY,
-        login_timeout: limits::LOGIN_TIMEOUT,
+        algorithms: ferry_sftp::Algorithms::from_config(&config.sftp.algorithms).map_err(CliError::runtime)?,
     };
     // Show the demo user in the example command only while it exists.
     let login_user = match store.get("demo") {
@@ -167,7 +234,6 @@ async fn serve(
             passive_address: config.ftps.passive_address,
             require_session_reuse: config.ftps.require_session_reuse,
             idle_timeout: limits::IDLE_TIMEOUT,
-            login_timeout: limits::LOGIN_TIMEOUT,
             failed_login_delay: limits::FAILED_LOGIN_DELAY,
             max_login_attempts: limits::MAX_AUTH_ATTEMPTS as u32,
         };
@@ -209,7 +275,7 @@ async fn serve(
     let signals = Signals::install()?;
     println!("ready");
 
-    let connections = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
+    let gate = Gate::new(fit_to_open_files(config.limits));
     let directory = Directory(
         bound.iter().flat_map(|(protocols, _, _, addr)| protocols.iter().map(move |p| (*p, *addr))).collect(),
     );
@@ -222,9 +288,10 @@ async fn serve(
     });
     let mut accepts = JoinSet::new();
     for (_, kind, listener, addr) in bound {
-        accepts.spawn(accept_loop(listener, addr, kind, services.clone(), connections.clone()));
+        accepts.spawn(accept_loop(listener, addr, kind, services.clone(), gate.clone()));
     }
     accepts.spawn(reload_on_hangup(signals.hangup, tls.clone()));
+    accepts.spawn(renew_certificate_daily(tls.clone()));
 
     shutdown_signal(signals.terminate, signals.interrupt).await;
     accepts.abort_all();
@@ -268,6 +335,23 @@ async fn shutdown_signal(mut terminate: tokio::signal::unix::Signal, mut interru
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
+    }
+}
+
+/// A generated certificate is made again when fewer than 30 days remain, at start and then once a day,
+/// so a server that runs for a year never serves an expired one.
+async fn renew_certificate_daily(tls: Option<Arc<TlsStore>>) {
+    let Some(tls) = tls else { return };
+    loop {
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        match tls.renew_if_due() {
+            Ok(Some(info)) => {
+                let path = tls.paths().cert.display();
+                println!("tls certificate SHA256 {} (self-signed, renewed: {path})", info.sha256)
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("renewing the TLS certificate failed, keeping the current one: {e}"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ferry_auth::{generate_password, validate_username};
 
-use crate::bootstrap::{create_home, default_home, open_store, Env};
+use crate::bootstrap::{check_home, create_home, default_home, open_store, Env};
 use crate::cli::{GlobalArgs, KeyCmd, UserCmd};
 use crate::CliError;
 
@@ -56,6 +56,7 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                 }
                 None => default_home(&data_dir, &a.name),
             };
+            check_home(&data_dir, &a.name, &home)?;
             create_home(&home)?;
             store.add_user(&a.name, password.as_deref(), &home)?;
             for (key, path) in keys.iter().zip(&a.public_keys) {

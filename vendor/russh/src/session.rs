@@ -353,13 +353,17 @@ impl Encrypted {
 
     // Ferry patch: manual window mode. Debit the receive window exactly as
     // `adjust_window_size` does, but queue no CHANNEL_WINDOW_ADJUST.
-    pub(crate) fn debit_window_size(&mut self, channel: ChannelId, data: &[u8]) {
+    // Data beyond the window is a protocol violation (RFC 4254 s5.2): in manual
+    // mode the application relies on the window to bound what it buffers, so the
+    // connection is closed, as OpenSSH does ("channel: rcvd too much data").
+    pub(crate) fn debit_window_size(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), crate::Error> {
         if let Some(channel) = self.channels.get_mut(&channel) {
-            // Ignore extra data, as `adjust_window_size` does.
-            if data.len() as u32 <= channel.sender_window_size {
-                channel.sender_window_size -= data.len() as u32;
+            if data.len() as u32 > channel.sender_window_size {
+                return Err(crate::Error::WrongChannel);
             }
+            channel.sender_window_size -= data.len() as u32;
         }
+        Ok(())
     }
 
     // Ferry patch: manual window mode. Queue one CHANNEL_WINDOW_ADJUST giving

@@ -57,14 +57,18 @@ pub fn settings() -> FtpSettings {
         passive_address: None,
         require_session_reuse: false,
         idle_timeout: Duration::from_secs(30),
-        login_timeout: Duration::from_secs(30),
         failed_login_delay: Duration::from_millis(10),
         max_login_attempts: 3,
     }
 }
 
-/// Starts a server; every connection is served in `mode`.
+/// Starts a server; every connection is served in `mode`, with 30 s to log in.
 pub async fn start(mode: FtpMode, settings: FtpSettings) -> TestServer {
+    start_with_grace(mode, settings, Duration::from_secs(30)).await
+}
+
+/// Starts a server whose connections must log in within `grace` of connecting.
+pub async fn start_with_grace(mode: FtpMode, settings: FtpSettings, grace: Duration) -> TestServer {
     let dir = temp_dir("srv");
     let home = dir.join("home");
     std::fs::create_dir_all(&home).expect("home");
@@ -86,7 +90,8 @@ pub async fn start(mode: FtpMode, settings: FtpSettings) -> TestServer {
         while let Ok((tcp, peer)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
             let local = tcp.local_addr().expect("local addr");
-            tokio::spawn(svc.clone().serve_connection(tcp, peer, local, mode));
+            let admission = ferry_auth::Admission::new(grace, None);
+            tokio::spawn(svc.clone().serve_connection(tcp, peer, local, mode, admission));
         }
     });
     TestServer { addr, dir, home, activity }

@@ -1,10 +1,10 @@
 //! The leaf certificate as a person reads it: names, dates, key, fingerprint; and whether it is
-//! for the host the user typed.
+//! for the host the user typed, as rustls-webpki (what rustls clients run) decides.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -33,12 +33,6 @@ pub struct CertInfo {
     pub(crate) not_before_unix: i64,
     #[serde(skip)]
     pub(crate) not_after_unix: i64,
-    #[serde(skip)]
-    pub(crate) dns_names: Vec<String>,
-    #[serde(skip)]
-    pub(crate) ips: Vec<IpAddr>,
-    #[serde(skip)]
-    pub(crate) common_names: Vec<String>,
 }
 
 /// Parses the leaf certificate.
@@ -46,8 +40,6 @@ pub fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
     let (_, x) = X509Certificate::from_der(der.as_ref())
         .map_err(|e| format!("the server's certificate cannot be parsed: {e}"))?;
     let mut sans = Vec::new();
-    let mut dns_names = Vec::new();
-    let mut ips = Vec::new();
     let mut ski: Option<&[u8]> = None;
     let mut aki: Option<&[u8]> = None;
     for ext in x.extensions() {
@@ -55,15 +47,9 @@ pub fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
             ParsedExtension::SubjectAlternativeName(san) => {
                 for name in &san.general_names {
                     match name {
-                        GeneralName::DNSName(d) => {
-                            sans.push(format!("DNS:{d}"));
-                            dns_names.push(d.to_ascii_lowercase());
-                        }
+                        GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
                         GeneralName::IPAddress(raw) => match ip_from_bytes(raw) {
-                            Some(ip) => {
-                                sans.push(format!("IP:{ip}"));
-                                ips.push(ip);
-                            }
+                            Some(ip) => sans.push(format!("IP:{ip}")),
                             None => sans.push("IP:(invalid)".into()),
                         },
                         GeneralName::RFC822Name(m) => sans.push(format!("email:{m}")),
@@ -77,8 +63,6 @@ pub fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
             _ => {}
         }
     }
-    let common_names =
-        x.subject().iter_common_name().filter_map(|cn| cn.as_str().ok().map(str::to_ascii_lowercase)).collect();
     // Same name as issuer and subject, and (when both are given) the same key identifier: the
     // certificate names itself as its issuer. A CA-issued certificate never has both equal.
     let self_signed = x.subject().as_raw() == x.issuer().as_raw()
@@ -109,9 +93,6 @@ pub fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
         signature_algorithm: oid_name(&x.signature_algorithm.algorithm),
         not_before_unix,
         not_after_unix,
-        dns_names,
-        ips,
-        common_names,
     })
 }
 
@@ -137,26 +118,18 @@ pub fn format_unix(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-/// Whether the certificate is for `host`: an IP against IP SANs; a name against DNS SANs (one
-/// wildcard label at the left, RFC 6125 §6.4.3), or the subject CN when there are no DNS SANs.
-pub fn hostname_matches(host: &str, cert: &CertInfo) -> bool {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return cert.ips.contains(&ip);
-    }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let names = if cert.dns_names.is_empty() { &cert.common_names } else { &cert.dns_names };
-    names.iter().any(|pattern| dns_name_matches(&host, pattern))
-}
-
-fn dns_name_matches(host: &str, pattern: &str) -> bool {
-    let pattern = pattern.trim_end_matches('.');
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => match host.split_once('.') {
-            // `*` stands for exactly one label, and never for a whole registrable domain.
-            Some((label, rest)) => !label.is_empty() && rest == suffix && suffix.contains('.'),
-            None => false,
-        },
-        None => host == pattern,
+/// Whether the certificate is for `host`, exactly as rustls clients decide (rustls-webpki; Go and
+/// browsers agree): a name against the DNS SANs, with one wildcard label at the left; an address
+/// against the IP SANs. The subject CN never counts, so a certificate without SANs matches nothing.
+pub fn hostname_matches(host: &str, der: &CertificateDer<'_>) -> bool {
+    let Ok(cert) = webpki::EndEntityCert::try_from(der) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host);
+    match ServerName::try_from(host) {
+        Ok(name) => cert.verify_is_valid_for_subject_name(&name).is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -164,11 +137,13 @@ fn dns_name_matches(host: &str, pattern: &str) -> bool {
 pub(crate) mod tests {
     use super::*;
 
+    /// A certificate description with these names (only the parts the checks read).
     pub(crate) fn cert(dns: &[&str], ips: &[&str], cn: &[&str]) -> CertInfo {
+        let sans = dns.iter().map(|d| format!("DNS:{d}")).chain(ips.iter().map(|i| format!("IP:{i}"))).collect();
         CertInfo {
-            subject: String::new(),
+            subject: cn.iter().map(|c| format!("CN={c}")).collect::<Vec<_>>().join(", "),
             issuer: String::new(),
-            sans: Vec::new(),
+            sans,
             not_before: String::new(),
             not_after: String::new(),
             days_left: 0,
@@ -178,15 +153,22 @@ pub(crate) mod tests {
             signature_algorithm: String::new(),
             not_before_unix: 0,
             not_after_unix: 0,
-            dns_names: dns.iter().map(|s| s.to_string()).collect(),
-            ips: ips.iter().filter_map(|s| s.parse().ok()).collect(),
-            common_names: cn.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// A real self-signed certificate (DER) with subject CN `cn` and these SANs (IP or DNS by form).
+    fn der(sans: &[&str], cn: &str) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().clone()
     }
 
     #[test]
     fn hostnames() {
-        let c = cert(&["ftp.example.com", "*.files.example.com"], &["127.0.0.1", "::1"], &["ignored.example"]);
+        let c = der(&["ftp.example.com", "*.files.example.com", "127.0.0.1", "::1"], "ignored.example");
         assert!(hostname_matches("ftp.example.com", &c));
         assert!(hostname_matches("FTP.Example.com.", &c));
         assert!(hostname_matches("a.files.example.com", &c));
@@ -194,11 +176,23 @@ pub(crate) mod tests {
         assert!(!hostname_matches("files.example.com", &c));
         assert!(hostname_matches("127.0.0.1", &c));
         assert!(hostname_matches("::1", &c));
+        assert!(hostname_matches("[::1]", &c));
         assert!(!hostname_matches("10.0.0.1", &c));
         assert!(!hostname_matches("ignored.example", &c), "CN is ignored when there are DNS SANs");
-        let cn_only = cert(&[], &[], &["legacy.example"]);
-        assert!(hostname_matches("legacy.example", &cn_only));
-        assert!(!dns_name_matches("example", "*.com"), "no wildcard over a top-level domain");
+        assert!(!hostname_matches("not a name", &c));
+    }
+
+    /// Regression: the hand-written check fell back to the CN and said "matches" for certificates that
+    /// rustls and Go refuse.
+    #[test]
+    fn cn_only_matches_nothing() {
+        let cn_only = der(&[], "legacy.example");
+        assert!(!hostname_matches("legacy.example", &cn_only));
+        let ip_cn = der(&[], "127.0.0.1");
+        assert!(!hostname_matches("127.0.0.1", &ip_cn), "an address in the CN does not count either");
+        let name_only = der(&["files.example"], "files.example");
+        assert!(!hostname_matches("127.0.0.1", &name_only), "an address needs an IP SAN");
+        assert!(!hostname_matches("*.com", &der(&["*.com"], "x")));
     }
 
     #[test]

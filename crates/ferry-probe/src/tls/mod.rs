@@ -199,7 +199,7 @@ pub fn describe_chain(
             return info;
         }
     };
-    info.hostname_match = hostname_matches(host, &cert);
+    info.hostname_match = hostname_matches(host, leaf);
     let (trust, detail) = judge_chain(chain, host, &cert, now);
     info.chain_valid = trust == Trust::Trusted;
     info.trust = trust;

@@ -29,6 +29,19 @@ pub(super) struct LocalFile {
     pub(super) writeback: Option<Arc<Writeback>>,
 }
 
+impl Drop for LocalFile {
+    fn drop(&mut self) {
+        // Dropped without close or abort: a cut-off upload. Undoing it takes a few syscalls and the lock
+        // of uploads in progress, so it goes to the blocking pool rather than an async worker.
+        if let Some(upload) = self.upload.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || upload.abandon())),
+                Err(_) => upload.abandon(),
+            }
+        }
+    }
+}
+
 impl LocalFile {
     pub(super) fn new(
         file: std::fs::File,
@@ -123,8 +136,9 @@ impl FileHandle for LocalFile {
         blocking(move || Ok(file.sync_all()?)).await
     }
 
-    async fn close(self: Box<Self>) -> FsResult<()> {
-        let LocalFile { file, upload, .. } = *self;
+    async fn close(mut self: Box<Self>) -> FsResult<()> {
+        let (file, upload) = (Arc::clone(&self.file), self.upload.take());
+        drop(self);
         blocking(move || {
             // close(2) can block on network filesystems, so it happens here too. Requests still running
             // on other clones of the Arc keep the descriptor open until they finish; that does not affect
@@ -138,8 +152,9 @@ impl FileHandle for LocalFile {
         .await
     }
 
-    async fn abort(self: Box<Self>) {
-        let LocalFile { file, upload, .. } = *self;
+    async fn abort(mut self: Box<Self>) {
+        let (file, upload) = (Arc::clone(&self.file), self.upload.take());
+        drop(self);
         let _ = blocking(move || {
             drop(file);
             if let Some(upload) = upload {

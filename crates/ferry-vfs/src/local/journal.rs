@@ -14,8 +14,6 @@ use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use cap_std::fs::Dir;
-
 use super::uploads::UploadPolicy;
 use super::util::is_not_found;
 
@@ -59,6 +57,8 @@ pub(super) struct Record {
     pub(super) home: PathBuf,
     /// The target's directory relative to `home` (empty for the root).
     pub(super) dir: Vec<u8>,
+    /// That directory's device and inode: recovery acts only on the very directory the upload was in.
+    pub(super) dir_id: Option<(u64, u64)>,
     pub(super) name: Vec<u8>,
     pub(super) kind: Kind,
     /// The backup (replace) or temporary (atomic) name; empty for a new file.
@@ -80,17 +80,19 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 impl Record {
     fn encode(&self) -> String {
-        let ino = match self.ino {
+        let id = |i: Option<(u64, u64)>| match i {
             Some((dev, ino)) => format!("{dev} {ino}"),
             None => "-".into(),
         };
         format!(
-            "{MAGIC}\nhome {}\ndir {}\nname {}\nkind {}\naux {}\nino {ino}\n",
+            "{MAGIC}\nhome {}\ndir {}\ndirid {}\nname {}\nkind {}\naux {}\nino {}\n",
             hex(self.home.as_os_str().as_bytes()),
             hex(&self.dir),
+            id(self.dir_id),
             hex(&self.name),
             self.kind.as_str(),
-            hex(&self.aux)
+            hex(&self.aux),
+            id(self.ino)
         )
     }
 
@@ -103,22 +105,26 @@ impl Record {
             let line = lines.next()?;
             line.strip_prefix(key)?.strip_prefix(' ').map(str::to_string)
         };
+        let id = |s: String| -> Option<Option<(u64, u64)>> {
+            match s.as_str() {
+                "-" => Some(None),
+                s => {
+                    let (dev, ino) = s.split_once(' ')?;
+                    Some(Some((dev.parse().ok()?, ino.parse().ok()?)))
+                }
+            }
+        };
         let home = PathBuf::from(std::ffi::OsString::from_vec(unhex(&field("home")?)?));
         let dir = unhex(&field("dir")?)?;
+        let dir_id = id(field("dirid")?)?;
         let name = unhex(&field("name")?)?;
         let kind = Kind::parse(&field("kind")?)?;
         let aux = unhex(&field("aux")?)?;
-        let ino = match field("ino")?.as_str() {
-            "-" => None,
-            s => {
-                let (dev, ino) = s.split_once(' ')?;
-                Some((dev.parse().ok()?, ino.parse().ok()?))
-            }
-        };
+        let ino = id(field("ino")?)?;
         if name.is_empty() || !home.is_absolute() {
             return None;
         }
-        Some(Record { home, dir, name, kind, aux, ino })
+        Some(Record { home, dir, dir_id, name, kind, aux, ino })
     }
 }
 
@@ -133,6 +139,13 @@ pub(super) struct Journal {
 pub(super) struct Entry(PathBuf);
 
 impl Entry {
+    /// Rewrites the entry (once the file being written exists, to record its inode).
+    pub(super) fn update(&self, record: &Record) {
+        if let Err(e) = fs::write(&self.0, record.encode()) {
+            tracing::warn!(entry = %self.0.display(), "could not update an upload journal entry: {e}");
+        }
+    }
+
     pub(super) fn remove(&self) {
         if let Err(e) = fs::remove_file(&self.0) {
             if !is_not_found(&e) {
@@ -170,12 +183,17 @@ impl Journal {
             if !path.as_os_str().as_bytes().ends_with(SUFFIX.as_bytes()) {
                 continue;
             }
-            let note = match fs::read_to_string(&path).ok().as_deref().and_then(Record::decode) {
+            let (note, done) = match fs::read_to_string(&path).ok().as_deref().and_then(Record::decode) {
                 Some(record) => undo(&record, policy),
-                None => Some(format!("upload recovery: ignored an unreadable journal entry {}", path.display())),
+                // A crash while the entry was being written: nothing was done to the directory yet.
+                None => {
+                    (Some(format!("upload recovery: removed an incomplete journal entry {}", path.display())), true)
+                }
             };
             notes.extend(note);
-            Entry(path).remove();
+            if done {
+                Entry(path).remove();
+            }
         }
         notes
     }
@@ -193,43 +211,82 @@ fn display(record: &Record) -> String {
 }
 
 /// Whether `name` in `dir` is the file with this device and inode.
-pub(super) fn is_inode(dir: &Dir, name: &Path, ino: (u64, u64)) -> bool {
+pub(super) fn is_inode(dir: &cap_std::fs::Dir, name: &Path, ino: (u64, u64)) -> bool {
     use cap_std::fs::MetadataExt as _;
     dir.symlink_metadata(name).map(|m| (m.dev(), m.ino()) == ino).unwrap_or(false)
 }
 
-/// Undoes one upload found in the journal at start. `None` when there was nothing left to undo.
-fn undo(record: &Record, policy: UploadPolicy) -> Option<String> {
+/// Undoes one upload found in the journal at start: a line for the log (if there was anything to say),
+/// and whether the entry is done with. An upload that cannot be undone keeps its entry, so every start
+/// says so until an admin has looked.
+fn undo(record: &Record, policy: UploadPolicy) -> (Option<String>, bool) {
     let shown = display(record);
-    let dir = Dir::open_ambient_dir(&record.home, cap_std::ambient_authority()).and_then(|home| {
+    let aux_shown = String::from_utf8_lossy(&record.aux).escape_debug().to_string();
+    let opened = super::home::open_home(&record.home, false).and_then(|home| {
         if record.dir.is_empty() {
             Ok(home)
         } else {
             home.open_dir(std::ffi::OsStr::from_bytes(&record.dir))
         }
     });
-    let dir = match dir {
+    let dir = match opened {
         Ok(d) => d,
-        Err(e) if is_not_found(&e) => return None,
-        Err(e) => return Some(format!("upload recovery: cannot open the directory of {shown}: {e}")),
+        // The home or the directory is gone altogether: nothing of the upload is left either.
+        Err(e) if is_not_found(&e) => {
+            return (Some(format!("upload recovery: the directory of {shown} no longer exists; nothing to undo")), true)
+        }
+        Err(e) => {
+            return (
+                Some(format!(
+                    "upload recovery: cannot open the directory of {shown} ({e}); will retry at the next start (hidden file: {aux_shown})"
+                )),
+                false,
+            )
+        }
     };
+    if let Some(id) = record.dir_id {
+        use cap_std::fs::MetadataExt as _;
+        let same = dir.dir_metadata().map(|m| (m.dev(), m.ino()) == id).unwrap_or(false);
+        if !same {
+            return (
+                Some(format!(
+                    "upload recovery: the directory of {shown} was moved or replaced since the upload; not touching it. Look for the hidden file {aux_shown} in the directory's new place (the previous version of the file, if it is a replacement)"
+                )),
+                false,
+            );
+        }
+    }
     let name = Path::new(std::ffi::OsStr::from_bytes(&record.name));
     let aux = Path::new(std::ffi::OsStr::from_bytes(&record.aux));
     let result = match record.kind {
         Kind::New => match record.ino {
-            Some(ino) if !policy.keep_partial && is_inode(&dir, name, ino) => {
-                dir.remove_file(name).map(|()| Some(format!("upload recovery: removed the partial new file {shown}")))
-            }
             Some(_) if policy.keep_partial => {
                 Ok(Some(format!("upload recovery: kept the partial new file {shown} for resume")))
+            }
+            Some(ino) if is_inode(&dir, name, ino) => {
+                dir.remove_file(name).map(|()| Some(format!("upload recovery: removed the partial new file {shown}")))
             }
             _ => Ok(None),
         },
         Kind::Replace => match dir.symlink_metadata(aux) {
-            // The old file is still aside: the upload never completed. Put it back over the partial one.
-            Ok(_) => dir
-                .rename(aux, &dir, name)
-                .map(|()| Some(format!("upload recovery: restored the previous version of {shown}"))),
+            Ok(_) => {
+                // The old file is still aside: the upload never completed. It goes back over the partial
+                // one, unless a newer file took the name since (then that one wins).
+                let newer = match (record.ino, dir.symlink_metadata(name)) {
+                    (Some(ino), Ok(_)) => !is_inode(&dir, name, ino),
+                    _ => false,
+                };
+                if newer {
+                    dir.remove_file(aux).map(|()| {
+                        Some(format!(
+                            "upload recovery: {shown} was replaced by a newer file; dropped the older version"
+                        ))
+                    })
+                } else {
+                    dir.rename(aux, &dir, name)
+                        .map(|()| Some(format!("upload recovery: restored the previous version of {shown}")))
+                }
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         },
@@ -241,7 +298,15 @@ fn undo(record: &Record, policy: UploadPolicy) -> Option<String> {
             Err(e) => Err(e),
         },
     };
-    result.unwrap_or_else(|e| Some(format!("upload recovery: could not undo the unfinished upload to {shown}: {e}")))
+    match result {
+        Ok(note) => (note, true),
+        Err(e) => (
+            Some(format!(
+                "upload recovery: could not undo the unfinished upload to {shown}: {e}; will retry at the next start (hidden file: {aux_shown})"
+            )),
+            false,
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -253,13 +318,14 @@ mod tests {
         let r = Record {
             home: PathBuf::from("/srv/ferry/files/al ice"),
             dir: b"a/b\nc".to_vec(),
+            dir_id: Some((1, 2)),
             name: vec![0xff, b'x', 0x00, b'\r'],
             kind: Kind::Replace,
             aux: b".ferry-upload.0123.x".to_vec(),
             ino: Some((64768, 1234567)),
         };
         assert_eq!(Record::decode(&r.encode()), Some(r.clone()));
-        let r2 = Record { ino: None, kind: Kind::New, aux: Vec::new(), dir: Vec::new(), ..r };
+        let r2 = Record { ino: None, dir_id: None, kind: Kind::New, aux: Vec::new(), dir: Vec::new(), ..r };
         assert_eq!(Record::decode(&r2.encode()), Some(r2));
     }
 
@@ -271,6 +337,7 @@ mod tests {
         let relative = Record {
             home: PathBuf::from("relative"),
             dir: Vec::new(),
+            dir_id: None,
             name: b"n".to_vec(),
             kind: Kind::New,
             aux: Vec::new(),

@@ -17,6 +17,7 @@
 mod canon;
 mod dir;
 mod handle;
+pub(crate) mod home;
 mod journal;
 mod open;
 mod ops;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cap_std::fs::Dir;
 
-pub use uploads::{UploadMode, UploadPolicy, Uploads};
+pub use uploads::{UploadMode, UploadPolicy, Uploads, DEFAULT_UMASK};
 
 use crate::{DirHandle, FileHandle, FsError, FsResult, FsStats, Metadata, OpenOptions, SetAttrs, VPath, Vfs};
 use util::{blocking, meta_from_cap, rel};
@@ -75,13 +76,12 @@ impl LocalFs {
     }
 
     /// Opens `root` as the user's virtual `/`, creating it (and its parents) if missing, with the server's
-    /// shared upload settings. This is the only place that uses ambient authority: everything afterwards
-    /// goes through the directory handle. Blocking; call it when a session starts, from `spawn_blocking`.
+    /// shared upload settings. This is the only place that uses ambient authority, and it follows no
+    /// symlink in any component of the path (see [`home`]): everything afterwards goes through the
+    /// directory handle. Blocking; call it when a session starts, from `spawn_blocking`.
     pub fn with_uploads(root: impl AsRef<Path>, uploads: Arc<Uploads>) -> io::Result<LocalFs> {
-        let root = root.as_ref();
-        std::fs::create_dir_all(root)?;
-        let home = std::fs::canonicalize(root)?;
-        let dir = Dir::open_ambient_dir(&home, cap_std::ambient_authority())?;
+        let home = std::path::absolute(root.as_ref())?;
+        let dir = home::open_home(&home, true)?;
         Ok(LocalFs { inner: Arc::new(Inner { root: dir, home, uploads }) })
     }
 
@@ -153,7 +153,10 @@ impl Vfs for LocalFs {
         if path.is_root() {
             return Err(FsError::AlreadyExists);
         }
-        self.on_path(path, false, move |fs, p| ops::create_dir(&fs.root, &p.to_relative(), mode)).await
+        self.on_path(path, false, move |fs, p| {
+            ops::create_dir(&fs.root, &p.to_relative(), mode, fs.uploads.policy.umask)
+        })
+        .await
     }
 
     async fn remove_dir(&self, path: &VPath) -> FsResult<()> {

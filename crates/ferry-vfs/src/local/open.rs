@@ -15,7 +15,7 @@ use super::handle::LocalFile;
 use super::journal::{Entry, Kind, Record};
 use super::pending::Pending;
 use super::uploads::UploadMode;
-use super::util::{is_not_found, temp_name};
+use super::util::{is_not_found, temp_name, CLIENT_MODE_BITS};
 use super::Inner;
 use crate::{FsError, FsResult, OpenOptions, VPath};
 
@@ -63,7 +63,7 @@ fn open_once(fs: &Inner, path: &VPath, opts: OpenOptions) -> FsResult<Opened> {
         // O_RDONLY|O_CREAT[|O_EXCL], as OpenSSH opens it (paramiko's mode "x" sends this): create an
         // empty file if it is missing (with EXCL, fail if it exists), then open it for reading.
         let mut o = cap_std::fs::OpenOptions::new();
-        o.write(true).create(true).create_new(opts.exclusive).mode(opts.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o777);
+        o.write(true).create(true).create_new(opts.exclusive).mode(new_file_mode(fs, opts));
         drop(fs.root.open_with(&rel, &o)?);
     }
 
@@ -90,7 +90,8 @@ fn open_once(fs: &Inner, path: &VPath, opts: OpenOptions) -> FsResult<Opened> {
         };
         let upload = match &existing {
             None if !create => return Err(FsError::NotFound),
-            None => true,
+            // Appending keeps whatever arrives, also to a new file (FTP APPE, `>>`): written in place.
+            None => !opts.append,
             Some(_) if opts.exclusive => return Err(FsError::AlreadyExists),
             Some(m) if m.is_dir() => return Err(FsError::IsADirectory),
             Some(m) if m.is_symlink() => return Ok(Opened::Follow),
@@ -102,7 +103,7 @@ fn open_once(fs: &Inner, path: &VPath, opts: OpenOptions) -> FsResult<Opened> {
             return start_upload(fs, start, existing.as_ref(), opts);
         }
     }
-    open_in_place(&fs.root, &rel, opts, writable, create).map(Opened::File)
+    open_in_place(&fs.root, &rel, opts, writable, create, new_file_mode(fs, opts)).map(Opened::File)
 }
 
 /// Drops the page cache of a file that an upload is about to replace (its data on disk is untouched).
@@ -122,7 +123,20 @@ fn release_cache(parent_dir: &Dir, name: &OsStr) {
 }
 
 /// Opens the target itself: reads, resume (write at an offset without truncating), append.
-fn open_in_place(root: &Dir, rel: &Path, opts: OpenOptions, writable: bool, create: bool) -> FsResult<LocalFile> {
+/// The mode of a file the client creates: what it asked for (or 0644), without set-id or sticky bits,
+/// less the admin's umask.
+fn new_file_mode(fs: &Inner, opts: OpenOptions) -> u32 {
+    opts.mode.unwrap_or(DEFAULT_FILE_MODE) & CLIENT_MODE_BITS & !fs.uploads.policy.umask
+}
+
+fn open_in_place(
+    root: &Dir,
+    rel: &Path,
+    opts: OpenOptions,
+    writable: bool,
+    create: bool,
+    mode: u32,
+) -> FsResult<LocalFile> {
     let readable = opts.read || !writable;
     let mut o = cap_std::fs::OpenOptions::new();
     o.read(readable)
@@ -130,7 +144,7 @@ fn open_in_place(root: &Dir, rel: &Path, opts: OpenOptions, writable: bool, crea
         .append(opts.append)
         .create(create)
         .create_new(create && opts.exclusive)
-        .mode(opts.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o777)
+        .mode(mode)
         // O_NONBLOCK keeps open(2) of a FIFO from waiting forever for a peer (it is refused just
         // below); on regular files it changes nothing. O_NOCTTY: a terminal device never becomes ours.
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
@@ -196,11 +210,12 @@ fn start_upload(
     // its own permission bits whatever mode the client sent: OpenSSH opens with O_TRUNC, which keeps the
     // inode and so its mode, and `put` (which always sends the local file's mode) must behave the same.
     // Until those bits are copied the new file is private to the server.
-    let new_mode = if existing.is_some() { 0o600 } else { opts.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o777 };
+    let new_mode = if existing.is_some() { 0o600 } else { new_file_mode(fs, opts) };
     let uploads = &fs.uploads;
     let record = |kind, aux: &OsStr, ino| Record {
         home: fs.home.clone(),
         dir: dir_rel.clone(),
+        dir_id: Some((key.0, key.1)),
         name: name.as_bytes().to_vec(),
         kind,
         aux: aux.as_bytes().to_vec(),
@@ -253,7 +268,12 @@ fn start_upload(
             }
             let entry = match kind {
                 Kind::New => journal(record(Kind::New, OsStr::new(""), Some(ino))),
-                _ => entry,
+                _ => {
+                    if let Some(e) = &entry {
+                        e.update(&record(Kind::Replace, &aux, Some(ino)));
+                    }
+                    entry
+                }
             };
             let pending =
                 Pending::new(Arc::clone(uploads), key, parent_dir, name.to_os_string(), kind, aux, ino, false, entry);
@@ -293,11 +313,32 @@ fn start_upload(
                 .and_then(|f| copy_identity(&f, old).map(|()| f))
                 .and_then(|f| ino_of(&f).map(|ino| (f, ino)));
             match created {
-                Ok((f, ino)) => (f, Kind::Replace, backup, ino, entry),
+                Ok((f, ino)) => {
+                    // Now that the new file exists, recovery can tell it from a newer one.
+                    if let Some(e) = &entry {
+                        e.update(&record(Kind::Replace, &backup, Some(ino)));
+                    }
+                    (f, Kind::Replace, backup, ino, entry)
+                }
                 Err(e) => {
-                    // Put the old file back before answering (over the new file, if it was created).
-                    let _ = parent_dir.rename(&backup, &parent_dir, name);
-                    drop_entry(entry);
+                    // Put the old file back before answering; if the new file was created, or another
+                    // session created the name meanwhile, that one stays and the old one goes.
+                    let back = rustix::fs::renameat_with(
+                        &parent_dir,
+                        &backup,
+                        &parent_dir,
+                        name,
+                        rustix::fs::RenameFlags::NOREPLACE,
+                    );
+                    match back {
+                        Ok(()) => drop_entry(entry),
+                        Err(rustix::io::Errno::EXIST) => {
+                            let _ = parent_dir.remove_file(&backup);
+                            drop_entry(entry);
+                        }
+                        // Left for the next start's recovery, which the entry still describes.
+                        Err(_) => {}
+                    }
                     if e.kind() == io::ErrorKind::AlreadyExists {
                         return Ok(Opened::Retry);
                     }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use cap_std::fs::{Dir, DirBuilder, DirBuilderExt as _, OpenOptionsExt as _, Permissions, PermissionsExt as _};
 
-use super::util::{check_owner, is_not_found, meta_from_cap, set_file_times, TEMP_PREFIX};
+use super::util::{check_owner, is_not_found, meta_from_cap, set_file_times, CLIENT_MODE_BITS, TEMP_PREFIX};
 use crate::{FsError, FsResult, FsStats, SetAttrs, VPath};
 
 /// Mode of a new directory when the client gives none (the process umask still applies).
@@ -34,20 +34,23 @@ pub(super) fn remove_file(fs: &super::Inner, path: &VPath) -> FsResult<()> {
     };
     // Declared before the lock: if this is the last reference, its drop must not run under the lock.
     let pending = fs.uploads.lookup(&key);
-    let _steps = fs.uploads.steps();
-    if let Some(p) = &pending {
-        p.detach();
+    let steps = fs.uploads.steps();
+    let leftover = pending.as_ref().map(|p| p.detach());
+    let removed = dir.remove_file(OsStr::from_bytes(name));
+    drop(steps);
+    if let (Some(p), Some(l)) = (&pending, leftover) {
+        p.finish_detach(l);
     }
-    match dir.remove_file(OsStr::from_bytes(name)) {
+    match removed {
         // An atomic upload had not put anything under the name yet: removing the upload is all there was.
         Err(e) if is_not_found(&e) && pending.is_some() => Ok(()),
         other => Ok(other?),
     }
 }
 
-pub(super) fn create_dir(root: &Dir, rel: &Path, mode: Option<u32>) -> FsResult<()> {
+pub(super) fn create_dir(root: &Dir, rel: &Path, mode: Option<u32>, umask: u32) -> FsResult<()> {
     let mut builder = DirBuilder::new();
-    builder.mode(mode.unwrap_or(DEFAULT_DIR_MODE) & 0o7777);
+    builder.mode(mode.unwrap_or(DEFAULT_DIR_MODE) & CLIENT_MODE_BITS & !umask);
     root.create_dir_with(rel, &builder)?;
     Ok(())
 }
@@ -120,7 +123,7 @@ pub(super) fn set_metadata(root: &Dir, rel: &Path, attrs: &SetAttrs) -> FsResult
         root.open_with(rel, &o)?.set_len(size)?;
     }
     if let Some(mode) = attrs.permissions {
-        root.set_permissions(rel, Permissions::from_mode(mode & 0o7777))?;
+        root.set_permissions(rel, Permissions::from_mode(mode & CLIENT_MODE_BITS))?;
     }
     if let Some(times) = attrs.times {
         let file = open_for_times(root, rel)?;

@@ -37,12 +37,23 @@ pub enum UploadMode {
 }
 
 /// The admin's choices for uploads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadPolicy {
     pub mode: UploadMode,
     /// Standard mode: keep a cut-off *new* file for the client to resume, instead of removing it.
     /// A cut-off replacement always gives the previous file back.
     pub keep_partial: bool,
+    /// Bits removed from the mode of every file and directory a client creates (`[uploads] umask`).
+    pub umask: u32,
+}
+
+/// Group and others may read new files and enter new directories, not write them.
+pub const DEFAULT_UMASK: u32 = 0o022;
+
+impl Default for UploadPolicy {
+    fn default() -> Self {
+        UploadPolicy { mode: UploadMode::Standard, keep_partial: false, umask: DEFAULT_UMASK }
+    }
 }
 
 /// Identifies a name in a directory, whatever path it was reached by: the directory's device and inode

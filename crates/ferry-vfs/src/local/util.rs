@@ -12,6 +12,11 @@ use crate::{FileKind, FsError, FsResult, Metadata, VPath};
 /// and refused in every path, so a client can neither see nor tamper with an upload in progress.
 pub(super) const TEMP_PREFIX: &[u8] = b".ferry-upload.";
 
+/// Mode bits a client may set: read, write and execute for owner, group and others. Never setuid,
+/// setgid or sticky: over SFTP or FTP a remote user could otherwise plant a set-id binary that any local
+/// account could run (with the server's identity, root included).
+pub(super) const CLIENT_MODE_BITS: u32 = 0o777;
+
 /// Longest file name most Unix filesystems accept (NAME_MAX).
 const NAME_MAX: usize = 255;
 
@@ -137,7 +142,7 @@ pub(super) fn apply_to_file(file: &std::fs::File, attrs: &crate::SetAttrs) -> Fs
         file.set_len(size)?;
     }
     if let Some(mode) = attrs.permissions {
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode & CLIENT_MODE_BITS))?;
     }
     if let Some(times) = attrs.times {
         set_file_times(file, times)?;

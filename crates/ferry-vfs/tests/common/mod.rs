@@ -105,9 +105,9 @@ pub fn set_mode(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Drops a handle without closing it, as a cut connection does.
-pub fn abandon(h: Box<dyn FileHandle>) {
-    drop(h);
+/// Gives up on a handle, as a protocol does when a connection is cut.
+pub async fn abandon(h: Box<dyn FileHandle>) {
+    h.abort().await;
 }
 
 /// Entries left in the upload journal.

@@ -104,6 +104,22 @@ impl Session {
                 }
                 Ok(())
             }
+            // Ferry patch: a client may ask for the userauth service again while authenticating
+            // (paramiko does before every new method or key). OpenSSH accepts it again; ignoring it
+            // left such clients waiting for SERVICE_ACCEPT until their authentication timeout, so a
+            // refused key or a mistyped password ended the login. The attempts made so far still count.
+            (EncryptedState::WaitingAuthRequest(_), Some((&msg::SERVICE_REQUEST, mut r))) => {
+                let request = map_err!(String::decode(&mut r))?;
+                map_err!(ensure_end(&r))?;
+                if request != "ssh-userauth" {
+                    return Err(Error::Inconsistent.into());
+                }
+                push_packet!(enc.write, {
+                    enc.write.push(msg::SERVICE_ACCEPT);
+                    map_err!("ssh-userauth".encode(&mut enc.write))?;
+                });
+                Ok(())
+            }
             (EncryptedState::WaitingAuthRequest(_), Some((&msg::USERAUTH_REQUEST, mut r))) => {
                 enc.server_read_auth_request(
                     rejection_wait_until,
@@ -1572,7 +1588,7 @@ impl Session {
                     // Ferry patch: in manual mode only debit the window; the
                     // application returns credit via `adjust_window`.
                     if manual_window {
-                        enc.debit_window_size(channel_num, &data);
+                        enc.debit_window_size(channel_num, &data)?;
                     } else if enc.adjust_window_size(channel_num, &data, target)? {
                         let window = handler.adjust_window(channel_num, self.target_window_size);
                         if window > 0 {
