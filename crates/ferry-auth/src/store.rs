@@ -184,14 +184,7 @@ impl UserStore {
 
     /// The user, if `password` is theirs. Costs one argon2 verification whether or not the user exists.
     pub fn check_password(&self, name: &str, password: &str) -> Result<Option<User>, AuthError> {
-        let row = self.with(|c| {
-            c.query_row("SELECT password_hash FROM users WHERE name = ?1", params![name], |r| {
-                r.get::<_, Option<String>>(0)
-            })
-            .optional()
-            .ctx("checking password")
-        })?;
-        let hash = row.flatten();
+        let hash = self.password_hash(name)?;
         let ok = verify_password_bounded(password, hash.as_deref().unwrap_or(dummy_hash())) && hash.is_some();
         if ok {
             self.get(name)

@@ -95,7 +95,13 @@ where
             tracing::info!(client = %self.client, "discarding clear-text bytes sent after AUTH TLS before the handshake");
         }
         self.lines.clear();
-        match accept_control(self.svc.tls.config(), plain, &self.tls_id).await {
+        // AUTH TLS comes before login, so the login deadline bounds the handshake too.
+        let handshake = accept_control(self.svc.tls.config(), plain, &self.tls_id);
+        let Ok(done) = tokio::time::timeout_at(self.admission.deadline(), handshake).await else {
+            tracing::info!(client = %self.client, "closing connection: no login within {}s (TLS handshake unfinished)", self.admission.grace().as_secs());
+            return Flow::Close;
+        };
+        match done {
             Ok(tls) => {
                 self.ctl = Some(Control::Tls(Box::new(tls)));
                 self.login.tls_started();

@@ -30,7 +30,28 @@ pub fn load(global: &GlobalArgs) -> Result<Env, CliError> {
         .unwrap_or_else(|| PathBuf::from("ferry-data"));
     let data_dir =
         std::path::absolute(&dir).map_err(|e| CliError::runtime(format!("data dir {}: {e}", dir.display())))?;
+    // Its real path: homes under it are opened without following any symlink, so a data dir reached
+    // through one (/var/lib -> /data/lib) would otherwise refuse every login.
+    let data_dir = real_path(&data_dir);
     Ok(Env { config, data_dir })
+}
+
+/// `path` with the symlinks of its longest existing prefix resolved (the rest does not exist yet).
+fn real_path(path: &Path) -> PathBuf {
+    let mut head = path.to_path_buf();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(real) = fs::canonicalize(&head) {
+            return tail.iter().rev().fold(real, |p: PathBuf, c| p.join(c));
+        }
+        match (head.file_name().map(|n| n.to_os_string()), head.parent()) {
+            (Some(name), Some(parent)) => {
+                tail.push(name);
+                head = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// Creates the data dir, private to the user running Ferry (it holds host keys and password hashes).

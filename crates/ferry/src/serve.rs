@@ -89,7 +89,9 @@ fn fit_to_open_files(mut l: ferry_config::LimitsConfig) -> ferry_config::LimitsC
         }
     }
     let files = rl.current.unwrap_or(u64::MAX);
-    let fit = (files.saturating_sub(limits::FD_RESERVE) / limits::FDS_PER_CONNECTION).max(1) as usize;
+    // The reserve shrinks with small limits, so that a box with `ulimit -n 256` still serves some.
+    let reserve = limits::FD_RESERVE.min(files / 4);
+    let fit = (files.saturating_sub(reserve) / limits::FDS_PER_CONNECTION).max(1) as usize;
     if l.max_connections > fit {
         tracing::warn!(
             open_files = files,
@@ -198,6 +200,8 @@ async fn serve(
     storage: Arc<dyn ferry_vfs::Storage>,
     demo_password: Option<String>,
 ) -> Result<(), CliError> {
+    // Before anything is printed: a script that reads the limits at `ready` sees them raised.
+    let gate = Gate::new(fit_to_open_files(config.limits));
     let mut bound = Vec::new();
     for spec in &config.server.listeners {
         let listener = bind(spec).await?;
@@ -275,7 +279,6 @@ async fn serve(
     let signals = Signals::install()?;
     println!("ready");
 
-    let gate = Gate::new(fit_to_open_files(config.limits));
     let directory = Directory(
         bound.iter().flat_map(|(protocols, _, _, addr)| protocols.iter().map(move |p| (*p, *addr))).collect(),
     );
