@@ -63,7 +63,7 @@ where
     }
 
     async fn login_failed(&mut self, user: &str, why: &str) -> Flow {
-        tracing::warn!(user, client = %self.client, protocol = self.protocol(), "login failed: {why}");
+        tracing::warn!(user = %user, client = %self.client, protocol = self.protocol(), "login failed: {why}");
         tokio::time::sleep(self.svc.settings.failed_login_delay).await;
         let f = self.login.failed();
         if f.close {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -70,9 +70,9 @@ impl SshService {
             channel_buffer_size: 16,
             event_buffer_size: 64,
             preferred: s.algorithms.preferred(),
-            // The handler counts failures as OpenSSH does and disconnects at the limit; russh's own
-            // count (which also counts the "none" probe) is only a backstop.
-            max_auth_attempts: s.max_auth_attempts + 2,
+            // Failed attempts over every method, as OpenSSH's MaxAuthTries; the next attempt after the
+            // last is answered with a disconnect.
+            max_auth_attempts: s.max_auth_attempts,
             inactivity_timeout: Some(s.idle_timeout),
             keepalive_interval: Some(Duration::from_secs(60)),
             keepalive_max: 3,
@@ -101,7 +101,6 @@ impl SshService {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let logged_in = Arc::new(AtomicBool::new(false));
-        let own_handle = Arc::new(OnceLock::new());
         let deadline = admission.deadline();
         let grace = admission.grace();
         let handler = SshConn {
@@ -112,7 +111,6 @@ impl SshService {
             user: None,
             login_at: None,
             failures: 0,
-            handle: own_handle.clone(),
             pending: HashMap::new(),
             sftp: HashMap::new(),
         };
@@ -128,7 +126,6 @@ impl SshService {
             };
         let mut session = started;
         let handle = session.handle();
-        let _ = own_handle.set(handle.clone());
         let ended = tokio::select! {
             r = &mut session => Some(r),
             _ = tokio::time::sleep_until(deadline) => None,
@@ -162,8 +159,6 @@ struct SshConn {
     login_at: Option<Instant>,
     /// Failed authentication attempts on this connection, over every method (OpenSSH's MaxAuthTries).
     failures: usize,
-    /// This connection's own handle, to disconnect it when the attempts run out.
-    handle: Arc<OnceLock<russh::server::Handle>>,
     /// Session channels opened but not yet turned into SFTP.
     pending: HashMap<ChannelId, ChannelWriteHalf<Msg>>,
     /// Input of running SFTP sessions, by channel.
@@ -196,7 +191,7 @@ impl SshConn {
     }
 
     fn failed(&mut self, user: &str, method: &str, why: &str) -> Auth {
-        tracing::warn!(user, client = %self.peer, protocol = "sftp", method, "login failed: {why}");
+        tracing::warn!(user = %user, client = %self.peer, protocol = "sftp", method, "login failed: {why}");
         self.count_failure(user)
     }
 
@@ -206,24 +201,14 @@ impl SshConn {
         self.failures >= self.svc.max_auth_attempts
     }
 
-    /// Counts a failed attempt; at the limit the connection is closed with a clear reason, as OpenSSH's
-    /// "Too many authentication failures".
+    /// Counts a failed attempt. At the limit the admin gets one log line, and russh answers the client's
+    /// next attempt with a disconnect, "Too many authentication failures" (its own count, which the
+    /// vendored patch keeps in step with this one: the `none` probe does not count).
     fn count_failure(&mut self, user: &str) -> Auth {
         self.failures += 1;
         if self.failures == self.svc.max_auth_attempts {
-            tracing::warn!(user, client = %self.peer, protocol = "sftp", attempts = self.failures,
+            tracing::warn!(user = %user, client = %self.peer, protocol = "sftp", attempts = self.failures,
                 "closing connection: too many authentication failures");
-            if let Some(handle) = self.handle.get().cloned() {
-                tokio::spawn(async move {
-                    let _ = handle
-                        .disconnect(
-                            Disconnect::NoMoreAuthMethodsAvailable,
-                            "Too many authentication failures".into(),
-                            "en".into(),
-                        )
-                        .await;
-                });
-            }
         }
         reject()
     }
@@ -301,9 +286,24 @@ impl russh::server::Handler for SshConn {
         })
     }
 
+    /// Refused, with the methods that work: PuTTY-based clients (FileZilla, WinSCP) try it first and then
+    /// go on with their password. Counted, as russh counts it.
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        _response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.count_failure(user))
+    }
+
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        if weak_algorithm(offer.algorithm) || self.out_of_attempts() {
+        if self.out_of_attempts() {
             return Ok(reject());
+        }
+        if weak_algorithm(offer.algorithm) {
+            // Rare enough to tell the admin: a client that still signs with SHA-1.
+            return Ok(self.failed(user, "publickey", "ssh-rsa (SHA-1) signatures are not accepted"));
         }
         // Only a probe: unknown keys are normal (clients try each key they have) and are not logged one
         // by one, but they count towards the limit as in OpenSSH.

@@ -73,9 +73,10 @@ impl Session {
                     if a.rejection_count >= self.common.config.max_auth_attempts
             )
         {
+            // Ferry patch: OpenSSH's wording, which clients and admins know.
             self.common.disconnect(
                 Disconnect::NoMoreAuthMethodsAvailable,
-                "Too many authentication attempts",
+                "Too many authentication failures",
                 "",
             )?;
             return Ok(());
@@ -1124,6 +1125,9 @@ impl Encrypted {
                         auth_request.methods.remove(MethodKind::None);
                     }
                     reject_auth_request(until, &mut self.write, auth_request).await?;
+                    // Ferry patch: the "none" probe that clients send to learn the methods is not a
+                    // failed attempt (OpenSSH does not count it against MaxAuthTries either).
+                    auth_request.rejection_count = auth_request.rejection_count.saturating_sub(1);
                 }
                 Ok(())
             } else if method == "keyboard-interactive" {
