@@ -1,13 +1,11 @@
 //! Logging in: PASS checked against the user store, the user's filesystem opened, failed attempts slowed
 //! down and counted; and AUTH TLS, which turns the control connection into a TLS connection.
 
-use std::time::Instant;
-
-use ferry_auth::PasswordCheck;
+use ferry_core::{Client, LoginError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proto::{AuthMech, PassStep, ProtLevel, Reply};
-use crate::session::{Flow, Session, UserCtx};
+use crate::session::{Flow, Session};
 use crate::stream::Control;
 use crate::tls::accept_control;
 
@@ -20,50 +18,28 @@ where
             PassStep::Reply(r) => return self.send(r).await,
             PassStep::Check { user } => user,
         };
-        let found = match ferry_auth::check_password(&self.svc.store, &user, &password).await {
-            Ok(PasswordCheck::Ok(found)) => found,
-            Ok(PasswordCheck::Wrong) => return self.login_failed(&user, "wrong user name or password").await,
-            Ok(PasswordCheck::Busy) => {
-                return self
-                    .login_failed(&user, "refused unchecked: too many password checks waiting (a flood of logins?)")
-                    .await
-            }
-            Err(e) => {
-                tracing::error!("user store: {e}");
-                return self.login_failed(&user, "user store unavailable").await;
-            }
-        };
-        let home = found.home.clone();
-        let storage = self.svc.storage.clone();
-        let vfs = match tokio::task::spawn_blocking(move || storage.open_home(&home)).await {
-            Ok(Ok(fs)) => fs,
-            Ok(Err(e)) => {
-                tracing::error!(user = %found.name, home = %found.home.display(), "cannot open the user's home directory: {e}");
+        let client = Client { addr: self.client.clone(), protocol: self.protocol() };
+        let session = match self.svc.core.password_login(&user, &password, &client).await {
+            Ok(session) => session,
+            Err(LoginError::HomeUnavailable) => {
                 let _ = self.reply(Reply::new(421, "Server error: your home directory is not available")).await;
                 return Flow::Close;
             }
-            Err(e) => {
-                tracing::error!("home open task failed: {e}");
-                let _ = self.reply(Reply::new(421, "Server error")).await;
+            Err(LoginError::StoreUnavailable) => {
+                let _ = self.reply(Reply::new(421, "Server error: the user store is not available; try again later")).await;
                 return Flow::Close;
             }
+            Err(_) => return self.login_failed().await,
         };
-        tracing::info!(user = %found.name, client = %self.client, protocol = self.protocol(), "login");
         self.admission.logged_in();
-        self.svc.sessions.logged_in(&self.tls_id, &found.name);
-        self.user = Some(UserCtx {
-            name: found.name,
-            vfs,
-            since: Instant::now(),
-            client: self.client.clone(),
-            protocol: self.protocol(),
-        });
+        self.svc.sessions.logged_in(&self.tls_id, session.user());
+        self.user = Some(session);
         let r = self.login.succeeded();
         self.send(r).await
     }
 
-    async fn login_failed(&mut self, user: &str, why: &str) -> Flow {
-        tracing::warn!(user = %user, client = %self.client, protocol = self.protocol(), "login failed: {why}");
+    /// After a failed login (already on the event stream): the delay, the count, the reply.
+    async fn login_failed(&mut self) -> Flow {
         tokio::time::sleep(self.svc.settings.failed_login_delay).await;
         let f = self.login.failed();
         if f.close {

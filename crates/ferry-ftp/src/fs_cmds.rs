@@ -209,7 +209,6 @@ where
             async {
                 let (path, vfs) = self.target(arg)?;
                 vfs.remove_file(&path).await.map_err(fs)?;
-                tracing::info!(user = self.user_name(), client = %self.client, protocol = self.protocol(), path = %path, "delete");
                 Ok(Reply::new(250, "Delete operation successful"))
             }
             .await,
@@ -240,7 +239,6 @@ where
             async {
                 let (to, vfs) = self.target(arg)?;
                 vfs.rename(&from, &to, true).await.map_err(fs)?;
-                tracing::info!(user = self.user_name(), client = %self.client, protocol = self.protocol(), from = %from, to = %to, "rename");
                 Ok(Reply::new(250, "Rename successful"))
             }
             .await,

@@ -24,10 +24,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_auth::{Admission, UserStore};
+use ferry_auth::Admission;
+use ferry_core::Core;
 use ferry_tls::TlsStore;
 use ferry_vfs::activity::Activity;
-use ferry_vfs::Storage;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use proto::FtpMode;
@@ -64,24 +64,17 @@ impl Default for FtpSettings {
 /// Shared by every FTP connection of the server.
 pub struct FtpService {
     settings: FtpSettings,
-    store: Arc<UserStore>,
+    core: Arc<Core>,
     tls: Arc<TlsStore>,
     activity: Arc<Activity>,
     ports: Arc<ports::PassivePorts>,
     sessions: Arc<reuse::Sessions>,
-    storage: Arc<dyn Storage>,
 }
 
 impl FtpService {
-    pub fn new(
-        settings: FtpSettings,
-        store: Arc<UserStore>,
-        tls: Arc<TlsStore>,
-        activity: Arc<Activity>,
-        storage: Arc<dyn Storage>,
-    ) -> Self {
+    pub fn new(settings: FtpSettings, core: Arc<Core>, tls: Arc<TlsStore>, activity: Arc<Activity>) -> Self {
         let ports = Arc::new(ports::PassivePorts::new(settings.passive_ports));
-        FtpService { settings, store, tls, activity, ports, sessions: Arc::default(), storage }
+        FtpService { settings, core, tls, activity, ports, sessions: Arc::default() }
     }
 
     /// Serves one control connection to its end. `local` is the address the client connected to; data

@@ -4,7 +4,6 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use ferry_auth::Admission;
 use ferry_vfs::{FsError, VPath, Vfs};
@@ -42,24 +41,6 @@ impl From<io::Result<()>> for Flow {
     }
 }
 
-/// The logged-in user. Dropping it logs the logout, however the session ends.
-pub(crate) struct UserCtx {
-    pub(crate) name: String,
-    pub(crate) vfs: Arc<dyn Vfs>,
-    pub(crate) since: Instant,
-    pub(crate) client: String,
-    pub(crate) protocol: &'static str,
-}
-
-impl Drop for UserCtx {
-    fn drop(&mut self) {
-        tracing::info!(
-            user = %self.name, client = %self.client, protocol = self.protocol,
-            duration_ms = self.since.elapsed().as_millis() as u64, "logout"
-        );
-    }
-}
-
 pub(crate) struct Session<S> {
     pub(crate) svc: Arc<FtpService>,
     pub(crate) ctl: Option<Control<S>>,
@@ -71,7 +52,8 @@ pub(crate) struct Session<S> {
     pub(crate) login: LoginState,
     /// Resumption data of the control connection's TLS session; data connections must present it.
     pub(crate) tls_id: Vec<u8>,
-    pub(crate) user: Option<UserCtx>,
+    /// The logged-in session (from the core). Dropping it ends the session, however that happens.
+    pub(crate) user: Option<ferry_core::Session>,
     pub(crate) cwd: VPath,
     /// REST offset for the next RETR/STOR.
     pub(crate) rest: u64,
@@ -190,7 +172,7 @@ where
     }
 
     pub(crate) fn user_name(&self) -> &str {
-        self.user.as_ref().map(|u| u.name.as_str()).unwrap_or("-")
+        self.user.as_ref().map(|u| u.user()).unwrap_or("-")
     }
 
     fn control(&mut self) -> io::Result<&mut Control<S>> {
@@ -399,7 +381,7 @@ where
         let s = &self.svc.settings;
         let mut body = vec![format!(" Connected to {}", self.client)];
         body.push(match &self.user {
-            Some(u) => format!(" Logged in as {}", u.name),
+            Some(u) => format!(" Logged in as {}", u.user()),
             None => " Not logged in".to_string(),
         });
         body.push(format!(
@@ -495,7 +477,7 @@ where
     pub(crate) fn vfs(&self) -> Result<Arc<dyn Vfs>, Reply> {
         self.user
             .as_ref()
-            .map(|u| u.vfs.clone())
+            .map(|u| u.vfs().clone())
             .ok_or_else(|| Reply::new(530, "Please log in with USER and PASS first"))
     }
 }

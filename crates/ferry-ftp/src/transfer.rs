@@ -270,42 +270,26 @@ where
             Job::Upload { file, .. } => Some(file),
             _ => None,
         };
-        let ms = started.elapsed().as_millis() as u64;
-        let (user, client, protocol) = (self.user_name().to_string(), self.client.clone(), self.protocol());
-        let path = log_path.as_ref().map(VPath::display).unwrap_or_default();
         let moved = progress.load(Ordering::Relaxed);
         let (bytes_read, bytes_written) = if upload { (0, moved) } else { (moved, 0) };
-        let interrupted = |why: &str| {
-            if is_file {
-                tracing::info!(
-                    user,
-                    client,
-                    protocol,
-                    path,
-                    bytes_read,
-                    bytes_written,
-                    duration_ms = ms,
-                    "transfer interrupted: {why}{outcome}"
-                );
-            }
-        };
+        let path = log_path.as_ref();
+        let interrupted =
+            |s: &Self, why: &str| s.note(path, bytes_read, bytes_written, started, Some(&format!("{why}{outcome}")));
         match ended {
             Ended::Pumped(Ok(Moved::Sent(n))) => {
-                if is_file {
-                    tracing::info!(user, client, protocol, path, bytes_read = n, duration_ms = ms, "transfer");
-                }
+                self.note(path, n, 0, started, None);
                 self.send(Reply::new(226, "Transfer complete")).await
             }
             Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::NoCloseNotify })) => {
                 abort(upload_file).await;
-                tracing::info!(
-                    user,
-                    client,
-                    protocol,
+                self.note(
                     path,
-                    bytes_written = bytes,
-                    duration_ms = ms,
-                    "transfer interrupted: the TLS data connection ended without close_notify (client killed or connection cut){outcome}"
+                    0,
+                    bytes,
+                    started,
+                    Some(&format!(
+                        "the TLS data connection ended without close_notify (client killed or connection cut){outcome}"
+                    )),
                 );
                 let text = if atomic_upload {
                     "Data connection closed without TLS close_notify: the upload is incomplete and was discarded"
@@ -316,28 +300,33 @@ where
             }
             Ended::Pumped(Ok(Moved::Received { bytes, end: UploadEnd::Clean })) => match close(upload_file).await {
                 Ok(()) => {
-                    tracing::info!(user, client, protocol, path, bytes_written = bytes, duration_ms = ms, "transfer");
+                    self.note(path, 0, bytes, started, None);
                     self.send(Reply::new(226, "Transfer complete")).await
                 }
                 Err(e) => {
-                    tracing::warn!(user, client, protocol, path, bytes_written = bytes, error = %e,
-                            "upload could not be completed; the previous file is kept");
+                    self.note(
+                        path,
+                        0,
+                        bytes,
+                        started,
+                        Some(&format!("the upload could not be completed ({e}); the previous file is kept")),
+                    );
                     self.send(fs_error_reply(&e)).await
                 }
             },
             Ended::Pumped(Err((PumpError::Network(e), _))) => {
                 abort(upload_file).await;
-                interrupted(&format!("data connection: {e}"));
+                interrupted(self, &format!("data connection: {e}"));
                 self.send(Reply::new(426, "Connection closed; transfer aborted")).await
             }
             Ended::Pumped(Err((PumpError::File(e), _))) => {
                 abort(upload_file).await;
-                tracing::warn!(user, client, protocol, path, error = %e, "transfer interrupted: the file could not be written or read{outcome}");
+                interrupted(self, &format!("the file could not be written or read ({e})"));
                 self.send(fs_error_reply(&e)).await
             }
             Ended::Aborted => {
                 abort(upload_file).await;
-                interrupted("aborted by the client (ABOR)");
+                interrupted(self, "aborted by the client (ABOR)");
                 if self.reply(Reply::new(426, "Transfer aborted")).await.is_err() {
                     return Flow::Close;
                 }
@@ -345,8 +334,18 @@ where
             }
             Ended::ControlGone => {
                 abort(upload_file).await;
-                interrupted("control connection closed");
+                interrupted(self, "control connection closed");
                 Flow::Close
+            }
+        }
+    }
+
+    /// A file transfer on the event stream: complete (`why` is `None`) or cut off. Listings are not.
+    fn note(&self, path: Option<&VPath>, read: u64, written: u64, started: Instant, why: Option<&str>) {
+        if let (Some(path), Some(session)) = (path, &self.user) {
+            match why {
+                None => session.transfer(path, read, written, started),
+                Some(why) => session.interrupted(path, read, written, started, why),
             }
         }
     }

@@ -11,14 +11,24 @@ use crate::proto::{Extended, OpenFlags, Request, Response, StatusCode, StatvfsRe
 use crate::proto::{MAX_OPEN_HANDLES, MAX_PACKET_LEN, MAX_READ_LEN, READDIR_BATCH};
 use crate::status::fs_error;
 
-/// Who the session serves, shared by all its tasks.
+/// Who the session serves, shared by all its tasks: the logged-in session from the core, whose storage
+/// every request goes to and whose events record the transfers.
 pub struct SessionCtx {
-    pub vfs: Arc<dyn Vfs>,
-    pub user: String,
-    /// The client's address, for log lines.
-    pub client: String,
-    /// The protocol name in log lines ("sftp").
-    pub protocol: &'static str,
+    pub session: Arc<ferry_core::Session>,
+}
+
+impl SessionCtx {
+    pub(crate) fn vfs(&self) -> &dyn Vfs {
+        &**self.session.vfs()
+    }
+
+    pub(crate) fn user(&self) -> &str {
+        self.session.user()
+    }
+
+    pub(crate) fn client(&self) -> &str {
+        self.session.client()
+    }
 }
 
 /// An open handle: a file being transferred or a directory being listed.
@@ -111,7 +121,7 @@ fn expand_tilde(user: &str, path: &[u8]) -> Result<Vec<u8>, FsError> {
 
 pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome {
     use PathOutcome::Reply;
-    let vfs = &*ctx.vfs;
+    let vfs = ctx.vfs();
     match req {
         Request::Open { id, path, flags, attrs } => {
             let result = async {
@@ -227,7 +237,7 @@ pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome 
 }
 
 async fn extended(ctx: &SessionCtx, id: u32, request: Extended) -> Response {
-    let vfs = &*ctx.vfs;
+    let vfs = ctx.vfs();
     match request {
         Extended::PosixRename { from, to } => {
             ok_or_err(id, async { vfs.rename(&vpath(&from)?, &vpath(&to)?, true).await }.await)
@@ -248,7 +258,7 @@ async fn extended(ctx: &SessionCtx, id: u32, request: Extended) -> Response {
         Extended::ExpandPath { path } => reply(
             id,
             async {
-                let expanded = expand_tilde(&ctx.user, &path)?;
+                let expanded = expand_tilde(ctx.user(), &path)?;
                 let canon = vfs.canonicalize(&vpath(&expanded)?).await?;
                 Ok(single_name(id, &canon))
             }
@@ -294,7 +304,7 @@ pub(crate) async fn file_request(ctx: &SessionCtx, slot: &mut Option<FileState>,
                     Response::ok(id)
                 }
                 Err(e) => {
-                    tracing::warn!(user = %ctx.user, client = %ctx.client, path = %f.path, error = %e,
+                    tracing::warn!(user = %ctx.user(), client = %ctx.client(), path = %f.path, error = %e,
                         "write failed; the upload will be undone when the client closes the file");
                     let r = fs_error(id, &e);
                     f.failed = Some(e);
@@ -308,7 +318,7 @@ pub(crate) async fn file_request(ctx: &SessionCtx, slot: &mut Option<FileState>,
         Request::Fsetstat { id, attrs, .. } => ok_or_err(id, f.file.set_metadata(&to_set_attrs(&attrs)).await),
         Request::Extended { id, request: Extended::Fsync { .. } } => ok_or_err(id, f.file.sync().await),
         Request::Extended { id, request: Extended::Fstatvfs { .. } } => {
-            reply(id, ctx.vfs.stats(&f.path).await.map(|s| statvfs_reply(id, s)))
+            reply(id, ctx.vfs().stats(&f.path).await.map(|s| statvfs_reply(id, s)))
         }
         Request::Close { id, .. } => match slot.take() {
             Some(f) => close_file(ctx, id, f).await,
@@ -334,7 +344,7 @@ pub(crate) async fn dir_request(ctx: &SessionCtx, slot: &mut Option<DirState>, r
                 let entries = batch
                     .into_iter()
                     .map(|e| {
-                        let long = ferry_vfs::listing::ls_line(&e.name, &e.metadata, &ctx.user, now);
+                        let long = ferry_vfs::listing::ls_line(&e.name, &e.metadata, ctx.user(), now);
                         (e.name, long, to_attrs(&e.metadata))
                     })
                     .collect();
@@ -343,10 +353,10 @@ pub(crate) async fn dir_request(ctx: &SessionCtx, slot: &mut Option<DirState>, r
             Err(e) => fs_error(id, &e),
         },
         Request::Fstat { id, .. } => {
-            reply(id, ctx.vfs.metadata(&d.path).await.map(|m| Response::Attrs { id, attrs: to_attrs(&m) }))
+            reply(id, ctx.vfs().metadata(&d.path).await.map(|m| Response::Attrs { id, attrs: to_attrs(&m) }))
         }
         Request::Extended { id, request: Extended::Fstatvfs { .. } } => {
-            reply(id, ctx.vfs.stats(&d.path).await.map(|s| statvfs_reply(id, s)))
+            reply(id, ctx.vfs().stats(&d.path).await.map(|s| statvfs_reply(id, s)))
         }
         Request::Close { id, .. } => {
             *slot = None;
@@ -360,14 +370,10 @@ pub(crate) async fn dir_request(ctx: &SessionCtx, slot: &mut Option<DirState>, r
 
 async fn close_file(ctx: &SessionCtx, id: u32, f: FileState) -> Response {
     let FileState { file, path, opened, read, written, failed } = f;
-    let ms = opened.elapsed().as_millis() as u64;
     if let Some(e) = failed {
         file.abort().await;
-        tracing::warn!(
-            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
-            bytes_written = written, duration_ms = ms, error = %e,
-            "transfer interrupted: a write failed; an upload that replaced or created the file was undone"
-        );
+        let why = format!("a write failed ({e}); an upload that replaced or created the file was undone");
+        ctx.session.interrupted(&path, read, written, opened, &why);
         return Response::status(
             id,
             StatusCode::Failure,
@@ -376,15 +382,12 @@ async fn close_file(ctx: &SessionCtx, id: u32, f: FileState) -> Response {
     }
     let result = file.close().await;
     match &result {
-        Ok(()) if read > 0 || written > 0 => tracing::info!(
-            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
-            bytes_read = read, bytes_written = written, duration_ms = ms, "transfer"
-        ),
+        Ok(()) if read > 0 || written > 0 => ctx.session.transfer(&path, read, written, opened),
         Ok(()) => {}
-        Err(e) => tracing::warn!(
-            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %path,
-            bytes_written = written, error = %e, "transfer interrupted: the upload could not be completed; the previous file is kept"
-        ),
+        Err(e) => {
+            let why = format!("the upload could not be completed ({e}); the previous file is kept");
+            ctx.session.interrupted(&path, read, written, opened, &why);
+        }
     }
     ok_or_err(id, result)
 }
@@ -392,17 +395,13 @@ async fn close_file(ctx: &SessionCtx, id: u32, f: FileState) -> Response {
 /// Called when a session ends with a file still open: a transfer cut off mid-way. An upload is undone,
 /// so the previous version stays in place.
 pub(crate) async fn abandon(ctx: &SessionCtx, f: FileState) {
-    if f.written > 0 {
-        tracing::warn!(
-            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
-            bytes_written = f.written, duration_ms = f.opened.elapsed().as_millis() as u64,
-            "transfer interrupted: connection closed before the file was closed; an upload that replaced or created the file was undone"
-        );
-    } else if f.read > 0 {
-        tracing::info!(
-            user = %ctx.user, client = %ctx.client, protocol = ctx.protocol, path = %f.path,
-            bytes_read = f.read, duration_ms = f.opened.elapsed().as_millis() as u64,
-            "transfer interrupted"
+    if f.written > 0 || f.read > 0 {
+        ctx.session.interrupted(
+            &f.path,
+            f.read,
+            f.written,
+            f.opened,
+            "connection closed before the file was closed; an upload that replaced or created the file was undone",
         );
     }
     f.file.abort().await;

@@ -194,7 +194,7 @@ pub async fn serve<W: ReplyWriter>(
                 Ok(Some(total)) => total,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "closing SFTP session: {e}");
+                    tracing::warn!(user = %s.ctx.user(), client = %s.ctx.client(), "closing SFTP session: {e}");
                     break 'session;
                 }
             };
@@ -202,25 +202,25 @@ pub async fn serve<W: ReplyWriter>(
             let req = match Request::decode(body) {
                 Ok(req) => req,
                 Err((Some(id), e)) => {
-                    tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "malformed SFTP request: {e}");
+                    tracing::warn!(user = %s.ctx.user(), client = %s.ctx.client(), "malformed SFTP request: {e}");
                     s.out.send(Response::status(id, StatusCode::BadMessage, format!("Malformed request: {e}")), 0);
                     s.credit.consumed(total);
                     continue;
                 }
                 Err((None, e)) => {
-                    tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "closing SFTP session: malformed packet: {e}");
+                    tracing::warn!(user = %s.ctx.user(), client = %s.ctx.client(), "closing SFTP session: malformed packet: {e}");
                     break 'session;
                 }
             };
             if let Request::Init { version } = req {
-                tracing::debug!(client = %s.ctx.client, version, "SFTP init");
+                tracing::debug!(client = %s.ctx.client(), version, "SFTP init");
                 initialized = true;
                 s.out.send(Response::Version, 0);
                 s.credit.consumed(total);
                 continue;
             }
             if !initialized {
-                tracing::warn!(user = %s.ctx.user, client = %s.ctx.client, "closing SFTP session: request before INIT");
+                tracing::warn!(user = %s.ctx.user(), client = %s.ctx.client(), "closing SFTP session: request before INIT");
                 break 'session;
             }
             let credit = credit_for(&req);
@@ -244,7 +244,7 @@ pub async fn serve<W: ReplyWriter>(
                         buf.extend_from_slice(&chunk);
                     }
                     if buf.len() > limits.max_buffered_input {
-                        tracing::warn!(user = %s.ctx.user, client = %s.ctx.client,
+                        tracing::warn!(user = %s.ctx.user(), client = %s.ctx.client(),
                             "closing SFTP session: client sent more than {} MiB of requests beyond its window without reading the replies",
                             limits.max_buffered_input >> 20);
                         break 'session;

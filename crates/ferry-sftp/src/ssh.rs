@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_auth::{Admission, PasswordCheck, User, UserStore};
-use ferry_vfs::Storage;
-use russh::keys::{Algorithm, PrivateKey, PublicKey};
+use ferry_auth::Admission;
+use ferry_core::{Client, Core};
+use russh::keys::{Algorithm, PrivateKey};
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, SshId};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -43,19 +43,12 @@ pub struct SshService {
     failed_login_delay: Duration,
     /// Each channel's receive window: the most SFTP input a session holds unconsumed.
     window: u32,
-    store: Arc<UserStore>,
+    core: Arc<Core>,
     activity: Arc<Activity>,
-    storage: Arc<dyn Storage>,
 }
 
 impl SshService {
-    pub fn new(
-        keys: Vec<PrivateKey>,
-        store: Arc<UserStore>,
-        activity: Arc<Activity>,
-        storage: Arc<dyn Storage>,
-        s: &SshSettings,
-    ) -> Self {
+    pub fn new(keys: Vec<PrivateKey>, core: Arc<Core>, activity: Arc<Activity>, s: &SshSettings) -> Self {
         let config = russh::server::Config {
             server_id: SshId::Standard(Cow::Borrowed(concat!("SSH-2.0-Ferry_", env!("CARGO_PKG_VERSION")))),
             methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
@@ -87,9 +80,8 @@ impl SshService {
             max_auth_attempts: s.max_auth_attempts.max(1),
             failed_login_delay: s.failed_login_delay,
             window: s.window_size,
-            store,
+            core,
             activity,
-            storage,
         }
     }
 
@@ -108,8 +100,7 @@ impl SshService {
             peer,
             logged_in: logged_in.clone(),
             admission,
-            user: None,
-            login_at: None,
+            session: None,
             failures: 0,
             pending: HashMap::new(),
             sftp: HashMap::new(),
@@ -155,8 +146,8 @@ struct SshConn {
     logged_in: Arc<AtomicBool>,
     /// The login deadline and this connection's place among unauthenticated ones (released at login).
     admission: Admission,
-    user: Option<User>,
-    login_at: Option<Instant>,
+    /// The logged-in session (from the core); every SFTP channel of the connection shares it.
+    session: Option<Arc<ferry_core::Session>>,
     /// Failed authentication attempts on this connection, over every method (OpenSSH's MaxAuthTries).
     failures: usize,
     /// Session channels opened but not yet turned into SFTP.
@@ -181,17 +172,20 @@ fn weak_algorithm(a: &Algorithm) -> bool {
 }
 
 impl SshConn {
-    fn accept(&mut self, user: User, method: &str) -> Auth {
-        tracing::info!(user = %user.name, client = %self.peer, protocol = "sftp", method, "login");
-        self.user = Some(user);
-        self.login_at = Some(Instant::now());
+    fn client(&self) -> Client {
+        Client { addr: self.peer.to_string(), protocol: "sftp" }
+    }
+
+    fn accept(&mut self, session: ferry_core::Session) -> Auth {
+        self.session = Some(Arc::new(session));
         self.logged_in.store(true, Ordering::Release);
         self.admission.logged_in();
         Auth::Accept
     }
 
-    fn failed(&mut self, user: &str, method: &str, why: &str) -> Auth {
-        tracing::warn!(user = %user, client = %self.peer, protocol = "sftp", method, "login failed: {why}");
+    /// A failure decided here (the core has not seen it): recorded, then counted.
+    fn failed(&mut self, user: &str, method: &'static str, why: &str) -> Auth {
+        self.svc.core.login_failed(user, &self.client(), Some(method), why);
         self.count_failure(user)
     }
 
@@ -213,27 +207,11 @@ impl SshConn {
         reject()
     }
 
-    async fn check_key(&self, user: &str, key: &PublicKey) -> Option<User> {
-        let store = self.svc.store.clone();
-        let (user, key) = (user.to_string(), key.clone());
-        match tokio::task::spawn_blocking(move || store.check_key(&user, &key)).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                tracing::error!("user store: {e}");
-                None
-            }
-            Err(e) => {
-                tracing::error!("key check task failed: {e}");
-                None
-            }
-        }
-    }
-
     /// Refuses a shell, exec or similar request on a session channel, telling the person at the other
     /// end what this server is for.
     fn refuse(&mut self, channel: ChannelId, what: &str, session: &mut Session) -> Result<(), russh::Error> {
         tracing::info!(
-            user = self.user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+            user = self.session.as_ref().map(|s| s.user()).unwrap_or("-"),
             client = %self.peer,
             "hint: client asked for {what}; this server provides SFTP only (use sftp, scp, or an SFTP client)"
         );
@@ -248,17 +226,6 @@ impl SshConn {
     }
 }
 
-impl Drop for SshConn {
-    fn drop(&mut self) {
-        if let (Some(user), Some(at)) = (&self.user, self.login_at) {
-            tracing::info!(
-                user = %user.name, client = %self.peer, protocol = "sftp",
-                duration_ms = at.elapsed().as_millis() as u64, "logout"
-            );
-        }
-    }
-}
-
 impl russh::server::Handler for SshConn {
     type Error = russh::Error;
 
@@ -266,24 +233,15 @@ impl russh::server::Handler for SshConn {
         if self.out_of_attempts() {
             return Ok(reject());
         }
-        let checked = ferry_auth::check_password(&self.svc.store, user, password).await;
-        if !matches!(checked, Ok(PasswordCheck::Ok(_))) {
-            // Slows password guessing down. Only this connection waits: its own task runs this handler.
-            tokio::time::sleep(self.svc.failed_login_delay).await;
-        }
-        Ok(match checked {
-            Ok(PasswordCheck::Ok(found)) => self.accept(found, "password"),
-            Ok(PasswordCheck::Wrong) => self.failed(user, "password", "wrong user name or password"),
-            Ok(PasswordCheck::Busy) => self.failed(
-                user,
-                "password",
-                "refused unchecked: too many password checks waiting (a flood of logins?)",
-            ),
-            Err(e) => {
-                tracing::error!("user store: {e}");
-                self.failed(user, "password", "user store unavailable")
+        let login = self.svc.core.password_login(user, password, &self.client()).await;
+        match login {
+            Ok(session) => Ok(self.accept(session)),
+            Err(_) => {
+                // Slows password guessing down. Only this connection waits: its own task runs this handler.
+                tokio::time::sleep(self.svc.failed_login_delay).await;
+                Ok(self.count_failure(user))
             }
-        })
+        }
     }
 
     /// Refused, with the methods that work: PuTTY-based clients (FileZilla, WinSCP) try it first and then
@@ -307,10 +265,11 @@ impl russh::server::Handler for SshConn {
         }
         // Only a probe: unknown keys are normal (clients try each key they have) and are not logged one
         // by one, but they count towards the limit as in OpenSSH.
-        Ok(match self.check_key(user, offer.public_key).await {
-            Some(_) => Auth::Accept,
-            None => self.count_failure(user),
-        })
+        if self.svc.core.key_known(user, offer.public_key).await {
+            Ok(Auth::Accept)
+        } else {
+            Ok(self.count_failure(user))
+        }
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
@@ -320,10 +279,10 @@ impl russh::server::Handler for SshConn {
         if weak_algorithm(key.algorithm) {
             return Ok(self.failed(user, "publickey", "ssh-rsa (SHA-1) signatures are not accepted"));
         }
-        Ok(match self.check_key(user, key.public_key).await {
-            Some(found) => self.accept(found, "publickey"),
-            None => self.failed(user, "publickey", "key not authorised for this user"),
-        })
+        match self.svc.core.key_login(user, key.public_key, &self.client()).await {
+            Ok(session) => Ok(self.accept(session)),
+            Err(_) => Ok(self.count_failure(user)),
+        }
     }
 
     async fn channel_open_session(
@@ -355,36 +314,14 @@ impl russh::server::Handler for SshConn {
         if name != "sftp" {
             return self.refuse(channel, &format!("the {name:?} subsystem"), session);
         }
-        let (Some(user), Some(write)) = (self.user.clone(), self.pending.remove(&channel)) else {
+        let (Some(login), Some(write)) = (self.session.clone(), self.pending.remove(&channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
-        };
-        let home = user.home.clone();
-        let storage = self.svc.storage.clone();
-        let vfs = match tokio::task::spawn_blocking(move || storage.open_home(&home)).await {
-            Ok(Ok(fs)) => fs,
-            Ok(Err(e)) => {
-                tracing::error!(user = %user.name, home = %user.home.display(), "cannot open the user's home directory: {e}");
-                session.extended_data(
-                    channel,
-                    1,
-                    b"Server error: your home directory is not available.\r\n".to_vec(),
-                )?;
-                session.channel_failure(channel)?;
-                session.close(channel)?;
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::error!("home open task failed: {e}");
-                session.channel_failure(channel)?;
-                return Ok(());
-            }
         };
         session.channel_success(channel)?;
         let (tx, rx) = unbounded_channel();
         self.sftp.insert(channel, tx);
-        let ctx =
-            Arc::new(SessionCtx { vfs, user: user.name.clone(), client: self.peer.to_string(), protocol: "sftp" });
+        let ctx = Arc::new(SessionCtx { session: login });
         let credit = WindowCredit::start(session.handle(), channel, self.svc.window);
         let limits = Limits { max_buffered_input: 2 * self.svc.window as usize + MAX_PACKET_LEN as usize };
         tokio::spawn(serve(ctx, self.svc.activity.clone(), rx, ChannelWriter(write), credit, limits));

@@ -190,7 +190,8 @@ async fn a_stalled_storage_closes_the_window_and_the_upload_finishes_when_it_res
         algorithms: Default::default(),
     };
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
-    let svc = Arc::new(SshService::new(vec![key], Arc::new(store), Arc::new(Activity::default()), storage, &settings));
+    let core = ferry_core::Core::new(Arc::new(store), storage, ferry_core::Events::new());
+    let svc = Arc::new(SshService::new(vec![key], core, Arc::new(Activity::default()), &settings));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

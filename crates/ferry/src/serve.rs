@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferry_auth::{generate_password, UserStore};
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
+use ferry_core::{Core, Events};
 use ferry_ftp::{FtpService, FtpSettings};
 use ferry_sftp::{Activity, SshService, SshSettings};
 use ferry_tls::TlsStore;
@@ -224,11 +225,12 @@ async fn serve(
         _ => "USER",
     };
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
+    // Every protocol logs in through the core: one place for credentials, storage and events.
+    let core = Core::new(store.clone(), storage.clone(), Events::new());
     let ssh = Arc::new(SshService::new(
         keys.into_iter().map(|(k, _)| k).collect(),
-        store.clone(),
+        core.clone(),
         activity.clone(),
-        storage.clone(),
         &settings,
     ));
     let ftp = tls.as_ref().map(|tls| {
@@ -241,7 +243,7 @@ async fn serve(
             failed_login_delay: limits::FAILED_LOGIN_DELAY,
             max_login_attempts: limits::MAX_AUTH_ATTEMPTS as u32,
         };
-        Arc::new(FtpService::new(settings, store.clone(), tls.clone(), activity.clone(), storage.clone()))
+        Arc::new(FtpService::new(settings, core.clone(), tls.clone(), activity.clone()))
     });
     for (_, kind, _, addr) in &bound {
         if kind.plain_ftp() {

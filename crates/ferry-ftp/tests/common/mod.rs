@@ -77,13 +77,12 @@ pub async fn start_with_grace(mode: FtpMode, settings: FtpSettings, grace: Durat
     store.add_user(OTHER_USER, Some(PASSWORD), &dir.join("bob")).expect("second user");
     let tls = TlsStore::load_or_generate(&dir, None, None).expect("tls");
     let activity = Arc::new(Activity::default());
-    let svc = Arc::new(FtpService::new(
-        settings,
+    let core = ferry_core::Core::new(
         Arc::new(store),
-        Arc::new(tls),
-        activity.clone(),
         Arc::new(ferry_vfs::local::LocalStorage::default()),
-    ));
+        ferry_core::Events::new(),
+    );
+    let svc = Arc::new(FtpService::new(settings, core, Arc::new(tls), activity.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {

@@ -1,0 +1,143 @@
+//! Turning credentials into a [`Session`], the same way for every protocol.
+
+use std::sync::Arc;
+
+use ferry_auth::{PasswordCheck, User, UserStore};
+use ferry_vfs::Storage;
+use russh::keys::PublicKey;
+
+use crate::event::{Event, Events, Who};
+use crate::gate::GatedVfs;
+use crate::session::{Client, Session};
+
+/// Why a login did not give a session. Each failure is already on the event stream when this returns;
+/// the protocol answers in its own terms (and applies its own delay and attempt count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong user name or credentials (the two are never told apart).
+    Refused,
+    /// Too many password checks waiting: refused unchecked.
+    Busy,
+    /// The user store cannot be read now.
+    StoreUnavailable,
+    /// The user's home cannot be opened (missing, unreadable, or reached through a symlink).
+    HomeUnavailable,
+}
+
+pub type PasswordLogin = Result<Session, LoginError>;
+pub type KeyLogin = Result<Session, LoginError>;
+
+/// The server's shared state for logins: users, storage, events.
+pub struct Core {
+    store: Arc<UserStore>,
+    storage: Arc<dyn Storage>,
+    events: Arc<Events>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").finish_non_exhaustive()
+    }
+}
+
+fn who(user: &str, client: &Client) -> Who {
+    Who { user: user.to_string(), client: client.addr.clone(), protocol: client.protocol }
+}
+
+impl Core {
+    pub fn new(store: Arc<UserStore>, storage: Arc<dyn Storage>, events: Arc<Events>) -> Arc<Core> {
+        Arc::new(Core { store, storage, events })
+    }
+
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
+    }
+
+    /// Records a failed login the protocol decided on itself (a refused signature algorithm, too many
+    /// attempts).
+    pub fn login_failed(&self, user: &str, client: &Client, method: Option<&'static str>, why: &str) {
+        self.events.emit(Event::LoginFailed { who: who(user, client), method, why: why.to_string() });
+    }
+
+    /// A password login.
+    pub async fn password_login(&self, user: &str, password: &str, client: &Client) -> PasswordLogin {
+        let method = (client.protocol == "sftp").then_some("password");
+        let found = match ferry_auth::check_password(&self.store, user, password).await {
+            Ok(PasswordCheck::Ok(found)) => found,
+            Ok(PasswordCheck::Wrong) => {
+                self.login_failed(user, client, method, "wrong user name or password");
+                return Err(LoginError::Refused);
+            }
+            Ok(PasswordCheck::Busy) => {
+                self.login_failed(
+                    user,
+                    client,
+                    method,
+                    "refused unchecked: too many password checks waiting (a flood of logins?)",
+                );
+                return Err(LoginError::Busy);
+            }
+            Err(e) => {
+                tracing::error!("user store: {e}");
+                self.login_failed(user, client, method, "user store unavailable");
+                return Err(LoginError::StoreUnavailable);
+            }
+        };
+        self.start(found, client, method).await
+    }
+
+    /// Whether `key` is one of `user`'s keys (SSH's query before a signature; not a login yet).
+    pub async fn key_known(&self, user: &str, key: &PublicKey) -> bool {
+        self.find_key(user, key).await.is_some()
+    }
+
+    /// A public-key login whose signature the SSH layer has verified.
+    pub async fn key_login(&self, user: &str, key: &PublicKey, client: &Client) -> KeyLogin {
+        match self.find_key(user, key).await {
+            Some(found) => self.start(found, client, Some("publickey")).await,
+            None => {
+                self.login_failed(user, client, Some("publickey"), "key not authorised for this user");
+                Err(LoginError::Refused)
+            }
+        }
+    }
+
+    async fn find_key(&self, user: &str, key: &PublicKey) -> Option<User> {
+        let store = self.store.clone();
+        let (user, key) = (user.to_string(), key.clone());
+        match tokio::task::spawn_blocking(move || store.check_key(&user, &key)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!("user store: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("key check task failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Opens the user's storage behind the gate and starts the session.
+    async fn start(&self, user: User, client: &Client, method: Option<&'static str>) -> Result<Session, LoginError> {
+        let storage = self.storage.clone();
+        let home = user.home.clone();
+        let opened = tokio::task::spawn_blocking(move || storage.open_home(&home)).await;
+        let vfs = match opened {
+            Ok(Ok(vfs)) => vfs,
+            Ok(Err(e)) => {
+                tracing::error!(user = %user.name, home = %user.home.display(), "cannot open the user's home directory: {e}");
+                self.login_failed(&user.name, client, method, "home directory unavailable");
+                return Err(LoginError::HomeUnavailable);
+            }
+            Err(e) => {
+                tracing::error!("home open task failed: {e}");
+                return Err(LoginError::HomeUnavailable);
+            }
+        };
+        let who = who(&user.name, client);
+        self.events.emit(Event::Login { who: who.clone(), method });
+        let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(GatedVfs::new(vfs, who.clone(), self.events.clone()));
+        Ok(Session::new(who, gated, self.events.clone()))
+    }
+}
