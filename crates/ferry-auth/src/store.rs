@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS users (
     home TEXT NOT NULL,
     created_at INTEGER NOT NULL DEFAULT (unixepoch())
 );
+CREATE TABLE IF NOT EXISTS user_permissions (
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    perms TEXT NOT NULL,
+    PRIMARY KEY (user, path)
+);
 CREATE TABLE IF NOT EXISTS user_keys (
     user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     key TEXT NOT NULL,
@@ -191,6 +197,47 @@ impl UserStore {
         } else {
             Ok(None)
         }
+    }
+
+    /// Sets the permission rule of `name` at `path` (replacing one there). `perms` is stored as given;
+    /// the caller has checked it.
+    pub fn set_permission(&self, name: &str, path: &str, perms: &str) -> Result<(), AuthError> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "INSERT INTO user_permissions (user, path, perms) SELECT name, ?2, ?3 FROM users WHERE name = ?1
+                     ON CONFLICT (user, path) DO UPDATE SET perms = excluded.perms",
+                    params![name, path, perms],
+                )
+                .ctx("setting a permission rule")?;
+            if n == 0 {
+                return Err(AuthError::NoSuchUser(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the rule of `name` at `path`; false if there was none.
+    pub fn remove_permission(&self, name: &str, path: &str) -> Result<bool, AuthError> {
+        self.with(|c| {
+            let n = c
+                .execute("DELETE FROM user_permissions WHERE user = ?1 AND path = ?2", params![name, path])
+                .ctx("removing a permission rule")?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Every rule of `name`, as `(path, perms)`, by path.
+    pub fn permissions(&self, name: &str) -> Result<Vec<(String, String)>, AuthError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare("SELECT path, perms FROM user_permissions WHERE user = ?1 ORDER BY path")
+                .ctx("reading permission rules")?;
+            let rows = st
+                .query_map(params![name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .ctx("reading permission rules")?;
+            rows.collect::<Result<Vec<_>, _>>().ctx("reading permission rules")
+        })
     }
 
     /// The stored password hash of `name` (None: no such user, or no password).

@@ -8,6 +8,7 @@ use russh::keys::PublicKey;
 
 use crate::event::{Event, Events, Who};
 use crate::gate::GatedVfs;
+use crate::permissions::Rules;
 use crate::session::{Client, Session};
 
 /// Why a login did not give a session. Each failure is already on the event stream when this returns;
@@ -120,11 +121,18 @@ impl Core {
 
     /// Opens the user's storage behind the gate and starts the session.
     async fn start(&self, user: User, client: &Client, method: Option<&'static str>) -> Result<Session, LoginError> {
-        let storage = self.storage.clone();
-        let home = user.home.clone();
-        let opened = tokio::task::spawn_blocking(move || storage.open_home(&home)).await;
-        let vfs = match opened {
-            Ok(Ok(vfs)) => vfs,
+        let (storage, store) = (self.storage.clone(), self.store.clone());
+        let (home, name) = (user.home.clone(), user.name.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let rules = match store.permissions(&name) {
+                Ok(stored) => Ok(Rules::from_stored(&name, &stored)),
+                Err(e) => Err(std::io::Error::other(format!("reading the permission rules: {e}"))),
+            };
+            rules.and_then(|rules| storage.open_home(&home).map(|vfs| (vfs, rules)))
+        })
+        .await;
+        let (vfs, rules) = match opened {
+            Ok(Ok(opened)) => opened,
             Ok(Err(e)) => {
                 tracing::error!(user = %user.name, home = %user.home.display(), "cannot open the user's home directory: {e}");
                 self.login_failed(&user.name, client, method, "home directory unavailable");
@@ -137,7 +145,7 @@ impl Core {
         };
         let who = who(&user.name, client);
         self.events.emit(Event::Login { who: who.clone(), method });
-        let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(GatedVfs::new(vfs, who.clone(), self.events.clone()));
+        let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(GatedVfs::new(vfs, who.clone(), self.events.clone(), rules));
         Ok(Session::new(who, gated, self.events.clone()))
     }
 }

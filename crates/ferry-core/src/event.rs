@@ -66,6 +66,12 @@ pub enum Event {
         target: String,
         link: String,
     },
+    /// An operation the user's permission rules do not allow.
+    Denied {
+        who: Who,
+        perm: &'static str,
+        path: String,
+    },
 }
 
 /// Where events go. Today: the process log (stderr), one line each.
@@ -124,6 +130,10 @@ impl Events {
             Event::Rmdir { who, path } => {
                 tracing::info!(user = %who.user, client = %who.client, protocol = who.protocol, path = %path, "rmdir")
             }
+            Event::Denied { who, perm, path } => tracing::warn!(
+                user = %who.user, client = %who.client, protocol = who.protocol, permission = perm, path = %path,
+                "permission denied: {perm} is not allowed here"
+            ),
             Event::Symlink { who, target, link } => tracing::info!(
                 user = %who.user, client = %who.client, protocol = who.protocol, target = %target, link = %link, "symlink"
             ),

@@ -1,24 +1,47 @@
-//! The one gate every file operation of every protocol passes on its way to storage. It records what
-//! changed (delete, rename, mkdir, rmdir, symlink) on the event stream, whichever protocol asked; the
-//! per-user permission rules plug in here.
+//! The one gate every file operation of every protocol passes on its way to storage: it checks the user's
+//! permission [`Rules`] (the same answer whichever protocol asks, with a log line for each denial) and
+//! records what changed (delete, rename, mkdir, rmdir, symlink) on the event stream.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ferry_vfs::{DirHandle, FileHandle, FsResult, FsStats, Metadata, OpenOptions, SetAttrs, VPath, Vfs};
+use bytes::Bytes;
+use ferry_vfs::{DirHandle, FileHandle, FsError, FsResult, FsStats, Metadata, OpenOptions, SetAttrs, VPath, Vfs};
 
 use crate::event::{Event, Events, Who};
+use crate::permissions::{Perm, PermSet, Rules};
 
 /// A user's storage as the protocols see it.
 pub struct GatedVfs {
     inner: Arc<dyn Vfs>,
     who: Who,
     events: Arc<Events>,
+    rules: Rules,
 }
 
 impl GatedVfs {
-    pub fn new(inner: Arc<dyn Vfs>, who: Who, events: Arc<Events>) -> GatedVfs {
-        GatedVfs { inner, who, events }
+    pub fn new(inner: Arc<dyn Vfs>, who: Who, events: Arc<Events>, rules: Rules) -> GatedVfs {
+        GatedVfs { inner, who, events, rules }
+    }
+
+    /// Allows `perm` at `path` or refuses it, with one log line.
+    fn check(&self, perm: Perm, path: &VPath) -> FsResult<()> {
+        check(&self.rules.at(path), perm, path, &self.who, &self.events)
+    }
+
+    /// What an open for writing needs: `upload` for a new file, `overwrite` for an existing one. Costs
+    /// a stat only for users who may not do both.
+    async fn check_write(&self, path: &VPath) -> FsResult<()> {
+        let set = self.rules.at(path);
+        if set.allows(Perm::Upload) && set.allows(Perm::Overwrite) {
+            return Ok(());
+        }
+        let exists = match self.inner.symlink_metadata(path).await {
+            Ok(_) => true,
+            Err(FsError::NotFound) => false,
+            Err(e) => return Err(e),
+        };
+        check(&set, if exists { Perm::Overwrite } else { Perm::Upload }, path, &self.who, &self.events)
     }
 
     /// Emits `event(who)` when `r` succeeded.
@@ -34,6 +57,68 @@ fn shown(p: &VPath) -> String {
     p.display().to_string()
 }
 
+fn check(set: &PermSet, perm: Perm, path: &VPath, who: &Who, events: &Events) -> FsResult<()> {
+    if set.allows(perm) {
+        return Ok(());
+    }
+    events.emit(Event::Denied { who: who.clone(), perm: perm.name(), path: shown(path) });
+    Err(FsError::PermissionDenied)
+}
+
+/// What changing `attrs` needs.
+fn attr_perms(attrs: &SetAttrs) -> Vec<Perm> {
+    let mut v = Vec::new();
+    if attrs.size.is_some() {
+        v.push(Perm::Overwrite);
+    }
+    if attrs.permissions.is_some() || attrs.uid_gid.is_some() {
+        v.push(Perm::Chmod);
+    }
+    if attrs.times.is_some() {
+        v.push(Perm::Times);
+    }
+    v
+}
+
+/// An open file behind the gate: attribute changes through the handle need the same permissions as
+/// through the path.
+struct GatedFile {
+    inner: Box<dyn FileHandle>,
+    path: VPath,
+    set: PermSet,
+    who: Who,
+    events: Arc<Events>,
+}
+
+#[async_trait]
+impl FileHandle for GatedFile {
+    async fn read_at(&self, offset: u64, len: u32) -> FsResult<Bytes> {
+        self.inner.read_at(offset, len).await
+    }
+    async fn write_at(&self, offset: u64, data: Bytes) -> FsResult<()> {
+        self.inner.write_at(offset, data).await
+    }
+    async fn metadata(&self) -> FsResult<Metadata> {
+        self.inner.metadata().await
+    }
+    async fn set_metadata(&self, attrs: &SetAttrs) -> FsResult<()> {
+        // The handle's own upload may always be truncated: that is writing.
+        for perm in attr_perms(attrs).into_iter().filter(|p| *p != Perm::Overwrite) {
+            check(&self.set, perm, &self.path, &self.who, &self.events)?;
+        }
+        self.inner.set_metadata(attrs).await
+    }
+    async fn sync(&self) -> FsResult<()> {
+        self.inner.sync().await
+    }
+    async fn close(self: Box<Self>) -> FsResult<()> {
+        self.inner.close().await
+    }
+    async fn abort(self: Box<Self>) {
+        self.inner.abort().await
+    }
+}
+
 #[async_trait]
 impl Vfs for GatedVfs {
     async fn metadata(&self, path: &VPath) -> FsResult<Metadata> {
@@ -45,46 +130,75 @@ impl Vfs for GatedVfs {
     }
 
     async fn open_dir(&self, path: &VPath) -> FsResult<Box<dyn DirHandle>> {
+        self.check(Perm::List, path)?;
         self.inner.open_dir(path).await
     }
 
     async fn read_dir(&self, path: &VPath) -> FsResult<Vec<ferry_vfs::DirEntry>> {
+        self.check(Perm::List, path)?;
         self.inner.read_dir(path).await
     }
 
     async fn open(&self, path: &VPath, opts: OpenOptions) -> FsResult<Box<dyn FileHandle>> {
-        self.inner.open(path, opts).await
+        let writes = opts.write || opts.append || opts.create || opts.truncate;
+        if opts.read || !writes {
+            self.check(Perm::Download, path)?;
+        }
+        if writes && !self.rules.is_empty() {
+            self.check_write(path).await?;
+        }
+        let inner = self.inner.open(path, opts).await?;
+        if self.rules.is_empty() {
+            return Ok(inner);
+        }
+        Ok(Box::new(GatedFile {
+            inner,
+            path: path.clone(),
+            set: self.rules.at(path),
+            who: self.who.clone(),
+            events: self.events.clone(),
+        }))
     }
 
     async fn create_dir(&self, path: &VPath, mode: Option<u32>) -> FsResult<()> {
+        self.check(Perm::Mkdir, path)?;
         let r = self.inner.create_dir(path, mode).await;
         self.after(r, |who| Event::Mkdir { who, path: shown(path) })
     }
 
     async fn remove_dir(&self, path: &VPath) -> FsResult<()> {
+        self.check(Perm::Rmdir, path)?;
         let r = self.inner.remove_dir(path).await;
         self.after(r, |who| Event::Rmdir { who, path: shown(path) })
     }
 
     async fn remove_file(&self, path: &VPath) -> FsResult<()> {
+        self.check(Perm::Delete, path)?;
         let r = self.inner.remove_file(path).await;
         self.after(r, |who| Event::Delete { who, path: shown(path) })
     }
 
     async fn rename(&self, from: &VPath, to: &VPath, overwrite: bool) -> FsResult<()> {
+        self.check(Perm::Rename, from)?;
+        self.check(Perm::Rename, to)?;
         let r = self.inner.rename(from, to, overwrite).await;
         self.after(r, |who| Event::Rename { who, from: shown(from), to: shown(to) })
     }
 
     async fn set_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
+        for perm in attr_perms(attrs) {
+            self.check(perm, path)?;
+        }
         self.inner.set_metadata(path, attrs).await
     }
 
     async fn read_link(&self, path: &VPath) -> FsResult<Vec<u8>> {
+        self.check(Perm::List, path)?;
         self.inner.read_link(path).await
     }
 
     async fn symlink(&self, target: &[u8], link: &VPath) -> FsResult<()> {
+        self.check(Perm::Symlink, link)?;
         let r = self.inner.symlink(target, link).await;
         self.after(r, |who| Event::Symlink {
             who,
@@ -94,6 +208,8 @@ impl Vfs for GatedVfs {
     }
 
     async fn hard_link(&self, existing: &VPath, link: &VPath) -> FsResult<()> {
+        self.check(Perm::Symlink, link)?;
+        self.check(Perm::Download, existing)?;
         self.inner.hard_link(existing, link).await
     }
 

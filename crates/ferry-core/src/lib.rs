@@ -10,6 +10,7 @@
 mod core;
 mod event;
 mod gate;
+pub mod permissions;
 mod session;
 
 pub use crate::core::{Core, KeyLogin, LoginError, PasswordLogin};

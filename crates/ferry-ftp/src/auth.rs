@@ -26,7 +26,8 @@ where
                 return Flow::Close;
             }
             Err(LoginError::StoreUnavailable) => {
-                let _ = self.reply(Reply::new(421, "Server error: the user store is not available; try again later")).await;
+                let _ =
+                    self.reply(Reply::new(421, "Server error: the user store is not available; try again later")).await;
                 return Flow::Close;
             }
             Err(_) => return self.login_failed().await,

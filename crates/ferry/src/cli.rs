@@ -113,6 +113,37 @@ pub enum UserCmd {
     /// Manage a user's SSH public keys
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Change a user's settings
+    Set(UserSetArgs),
+    /// Manage a user's permission rules, per directory (the most specific path wins)
+    #[command(subcommand, after_help = PERM_HELP)]
+    Perm(PermCmd),
+}
+
+/// The permissions and presets, for `user perm --help`.
+pub const PERM_HELP: &str = "PERMS is a preset or a comma list.
+Presets: full; read-only (list, download); upload-only (list, upload: a drop box, no download, no overwrite);
+download-only (list, download, delete: an outbox the partner empties); none.
+Permissions: list, download, upload, overwrite, delete, rename, mkdir, rmdir, symlink, chmod, times.
+The rule of the deepest directory containing a path applies; with no rule, everything is allowed.
+Example: ferry user perm set acme / read-only && ferry user perm set acme /in upload-only";
+
+#[derive(Args, Debug)]
+pub struct UserSetArgs {
+    pub name: String,
+    /// What the user may do everywhere (the rule at /): a preset or a comma list (see `user perm --help`)
+    #[arg(long, value_name = "PERMS")]
+    pub permissions: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PermCmd {
+    /// Set the rule at PATH (a directory of the user's tree, e.g. /in)
+    Set { name: String, path: String, perms: String },
+    /// List the user's rules
+    List { name: String },
+    /// Remove the rule at PATH
+    Remove { name: String, path: String },
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +161,9 @@ pub struct UserAddArgs {
     /// The directory that is the user's root [default: DATA_DIR/files/NAME]
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// What the user may do everywhere (the rule at /): a preset or a comma list [default: full]
+    #[arg(long, value_name = "PERMS")]
+    pub permissions: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -7,8 +7,10 @@ use std::path::Path;
 use ferry_auth::{generate_password, validate_username};
 
 use crate::bootstrap::{check_home, create_home, default_home, open_store, Env};
-use crate::cli::{GlobalArgs, KeyCmd, UserCmd};
+use crate::cli::{GlobalArgs, KeyCmd, PermCmd, UserCmd};
 use crate::CliError;
+use ferry_core::permissions::PermSet;
+use ferry_vfs::VPath;
 
 fn read_password_line() -> Result<String, CliError> {
     let mut line = String::new();
@@ -31,6 +33,18 @@ fn read_key_file(path: &Path) -> Result<String, CliError> {
         CliError::runtime(format!("cannot read public key {}: {e}", path.display()))
             .with_hint("give the .pub file, e.g. ~/.ssh/id_ed25519.pub")
     })
+}
+
+/// A preset or a comma list of permissions, checked before anything is stored.
+fn parse_perms(text: &str) -> Result<PermSet, CliError> {
+    PermSet::parse(text).map_err(|e| CliError::usage(e, "see `ferry user perm --help` for the presets and permissions"))
+}
+
+/// A rule's directory as stored: absolute and normalised (`in/` and `/in` are the same rule).
+fn rule_path(path: &str) -> Result<String, CliError> {
+    VPath::checked(&VPath::root(), path.as_bytes())
+        .map(|p| p.display().to_string())
+        .ok_or_else(|| CliError::usage(format!("{path:?} is not a path"), "for example /in or /out/reports"))
 }
 
 pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
@@ -56,9 +70,16 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                 }
                 None => default_home(&data_dir, &a.name),
             };
+            let perms = a.permissions.as_deref().map(parse_perms).transpose()?;
             check_home(&data_dir, &a.name, &home)?;
             create_home(&home)?;
             store.add_user(&a.name, password.as_deref(), &home)?;
+            if let Some(perms) = perms {
+                if let Err(e) = store.set_permission(&a.name, "/", &perms.to_string()) {
+                    let _ = store.remove_user(&a.name);
+                    return Err(e.into());
+                }
+            }
             for (key, path) in keys.iter().zip(&a.public_keys) {
                 if let Err(e) = store.add_key(&a.name, key) {
                     // Do not leave a half-made user behind.
@@ -95,6 +116,56 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             if !p.password_stdin {
                 println!("password: {password}");
             }
+            Ok(())
+        }
+        UserCmd::Set(a) => {
+            if store.get(&a.name)?.is_none() {
+                return Err(ferry_auth::AuthError::NoSuchUser(a.name.clone()).into());
+            }
+            let mut changed = Vec::new();
+            if let Some(p) = &a.permissions {
+                let perms = parse_perms(p)?;
+                store.set_permission(&a.name, "/", &perms.to_string())?;
+                changed.push(format!("permissions at /: {perms}"));
+            }
+            if changed.is_empty() {
+                return Err(CliError::usage(
+                    format!("nothing to change for {}", a.name),
+                    "for example: ferry user set NAME --permissions read-only",
+                ));
+            }
+            println!("changed {}: {} (applies at the user's next login)", a.name, changed.join("; "));
+            Ok(())
+        }
+        UserCmd::Perm(PermCmd::Set { name, path, perms }) => {
+            let perms = parse_perms(perms)?;
+            let path = rule_path(path)?;
+            store.set_permission(name, &path, &perms.to_string())?;
+            println!("{name}: {path} {perms} (applies at the user's next login)");
+            Ok(())
+        }
+        UserCmd::Perm(PermCmd::List { name }) => {
+            if store.get(name)?.is_none() {
+                return Err(ferry_auth::AuthError::NoSuchUser(name.clone()).into());
+            }
+            let rules = store.permissions(name)?;
+            if rules.iter().all(|(p, _)| p != "/") {
+                println!("/\tfull\t(no rule at /: everything is allowed where no other rule applies)");
+            }
+            for (path, perms) in rules {
+                println!("{path}\t{perms}");
+            }
+            Ok(())
+        }
+        UserCmd::Perm(PermCmd::Remove { name, path }) => {
+            let path = rule_path(path)?;
+            if !store.remove_permission(name, &path)? {
+                return Err(CliError::usage(
+                    format!("{name} has no rule at {path}"),
+                    format!("see them with: ferry user perm list {name}"),
+                ));
+            }
+            println!("{name}: removed the rule at {path}");
             Ok(())
         }
         UserCmd::Key(KeyCmd::Add { name, file }) => {
