@@ -10,13 +10,23 @@ use crate::password::verify_password_bounded;
 use crate::{hash_password, validate_username, AuthError};
 
 /// A user as the servers need them at login.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
     /// The real directory that is this user's virtual `/`.
     pub home: PathBuf,
     pub has_password: bool,
     pub key_count: usize,
+    /// `ferry user disable`: no login, and live sessions end.
+    pub disabled: bool,
+    /// Last day the account may log in (`YYYY-MM-DD`, UTC), if it expires.
+    pub expires: Option<String>,
+    /// Addresses the account may log in from (CIDR text); empty: anywhere.
+    pub allow_from: Vec<String>,
+    /// Protocols the account may use (`sftp`, `ftps`, `ftp`); `None`: every one the server serves.
+    pub protocols: Option<Vec<String>>,
+    /// Bumped whenever the password or the keys change, so live sessions can tell.
+    pub credentials: i64,
 }
 
 /// Users in a SQLite file. Every call reads the database afresh, so changes made by another process
@@ -46,6 +56,39 @@ CREATE TABLE IF NOT EXISTS user_keys (
 );
 ";
 
+/// Columns added after the first release: added to an older database when it is opened.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("disabled", "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0"),
+    ("expires", "ALTER TABLE users ADD COLUMN expires TEXT"),
+    ("allow_from", "ALTER TABLE users ADD COLUMN allow_from TEXT"),
+    ("protocols", "ALTER TABLE users ADD COLUMN protocols TEXT"),
+    ("credentials", "ALTER TABLE users ADD COLUMN credentials INTEGER NOT NULL DEFAULT 0"),
+];
+
+const USER_COLUMNS: &str = "SELECT name, home, password_hash IS NOT NULL,
+        (SELECT count(*) FROM user_keys k WHERE k.user = u.name),
+        disabled, expires, allow_from, protocols, credentials
+    FROM users u";
+
+fn list_field(text: Option<String>) -> Vec<String> {
+    text.map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        name: r.get(0)?,
+        home: PathBuf::from(r.get::<_, String>(1)?),
+        has_password: r.get(2)?,
+        key_count: r.get::<_, i64>(3)? as usize,
+        disabled: r.get::<_, i64>(4)? != 0,
+        expires: r.get(5)?,
+        allow_from: list_field(r.get(6)?),
+        protocols: r.get::<_, Option<String>>(7)?.map(|p| list_field(Some(p))),
+        credentials: r.get(8)?,
+    })
+}
+
 /// A hash to verify against when the user does not exist, so that a wrong user name costs the same
 /// time as a wrong password and does not reveal which names exist.
 fn dummy_hash() -> &'static str {
@@ -67,6 +110,16 @@ impl UserStore {
         conn.pragma_update(None, "journal_mode", "WAL").ctx("enabling WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON").ctx("enabling foreign keys")?;
         conn.execute_batch(SCHEMA).ctx("creating tables")?;
+        let existing: Vec<String> = {
+            let mut st = conn.prepare("SELECT name FROM pragma_table_info('users')").ctx("reading the schema")?;
+            let names = st.query_map([], |r| r.get(0)).ctx("reading the schema")?;
+            names.collect::<Result<_, _>>().ctx("reading the schema")?
+        };
+        for (column, sql) in MIGRATIONS {
+            if !existing.iter().any(|c| c == column) {
+                conn.execute_batch(sql).ctx(&format!("adding the column {column}"))?;
+            }
+        }
         Ok(UserStore { conn: Mutex::new(conn) })
     }
 
@@ -108,7 +161,10 @@ impl UserStore {
         let hash = hash_password(password)?;
         self.with(|c| {
             let n = c
-                .execute("UPDATE users SET password_hash = ?2 WHERE name = ?1", params![name, hash])
+                .execute(
+                    "UPDATE users SET password_hash = ?2, credentials = credentials + 1 WHERE name = ?1",
+                    params![name, hash],
+                )
                 .ctx("changing password")?;
             if n == 0 {
                 return Err(AuthError::NoSuchUser(name.to_string()));
@@ -132,27 +188,16 @@ impl UserStore {
                 params![name, canonical, fp],
             )
             .ctx("adding key")?;
+            c.execute("UPDATE users SET credentials = credentials + 1 WHERE name = ?1", params![name])
+                .ctx("adding key")?;
             Ok(fp)
         })
     }
 
     fn lookup(c: &Connection, name: &str) -> Result<Option<User>, AuthError> {
-        c.query_row(
-            "SELECT name, home, password_hash IS NOT NULL,
-                    (SELECT count(*) FROM user_keys k WHERE k.user = u.name)
-             FROM users u WHERE name = ?1",
-            params![name],
-            |r| {
-                Ok(User {
-                    name: r.get(0)?,
-                    home: PathBuf::from(r.get::<_, String>(1)?),
-                    has_password: r.get(2)?,
-                    key_count: r.get::<_, i64>(3)? as usize,
-                })
-            },
-        )
-        .optional()
-        .ctx("looking up user")
+        c.query_row(&format!("{USER_COLUMNS} WHERE name = ?1"), params![name], user_row)
+            .optional()
+            .ctx("looking up user")
     }
 
     pub fn get(&self, name: &str) -> Result<Option<User>, AuthError> {
@@ -161,23 +206,8 @@ impl UserStore {
 
     pub fn list(&self) -> Result<Vec<User>, AuthError> {
         self.with(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT name, home, password_hash IS NOT NULL,
-                            (SELECT count(*) FROM user_keys k WHERE k.user = u.name)
-                     FROM users u ORDER BY name",
-                )
-                .ctx("listing users")?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok(User {
-                        name: r.get(0)?,
-                        home: PathBuf::from(r.get::<_, String>(1)?),
-                        has_password: r.get(2)?,
-                        key_count: r.get::<_, i64>(3)? as usize,
-                    })
-                })
-                .ctx("listing users")?;
+            let mut st = c.prepare(&format!("{USER_COLUMNS} ORDER BY name")).ctx("listing users")?;
+            let rows = st.query_map([], user_row).ctx("listing users")?;
             rows.collect::<Result<Vec<_>, _>>().ctx("listing users")
         })
     }
@@ -197,6 +227,44 @@ impl UserStore {
         } else {
             Ok(None)
         }
+    }
+
+    /// Sets one column of a user's account settings; an error if there is no such user.
+    fn set_account(&self, name: &str, column: &str, value: Option<String>) -> Result<(), AuthError> {
+        self.with(|c| {
+            let n = c
+                .execute(&format!("UPDATE users SET {column} = ?2 WHERE name = ?1"), params![name, value])
+                .ctx("changing the account")?;
+            if n == 0 {
+                return Err(AuthError::NoSuchUser(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
+        self.set_account(name, "disabled", Some(if disabled { "1" } else { "0" }.to_string()))
+    }
+
+    /// `YYYY-MM-DD` (checked by the caller), or `None` for never.
+    pub fn set_expires(&self, name: &str, date: Option<&str>) -> Result<(), AuthError> {
+        self.set_account(name, "expires", date.map(str::to_string))
+    }
+
+    /// CIDR texts (checked by the caller); empty: anywhere.
+    pub fn set_allow_from(&self, name: &str, cidrs: &[String]) -> Result<(), AuthError> {
+        self.set_account(name, "allow_from", (!cidrs.is_empty()).then(|| cidrs.join(",")))
+    }
+
+    /// Protocol names (checked by the caller); `None`: every protocol.
+    pub fn set_protocols(&self, name: &str, protocols: Option<&[String]>) -> Result<(), AuthError> {
+        self.set_account(name, "protocols", protocols.map(|p| p.join(",")))
+    }
+
+    /// Changes whenever another connection (another process: the `ferry user` commands) has committed a
+    /// change, so a server can poll it cheaply and react to changes without a restart.
+    pub fn data_version(&self) -> Result<i64, AuthError> {
+        self.with(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)).ctx("reading data_version"))
     }
 
     /// Sets the permission rule of `name` at `path` (replacing one there). `perms` is stored as given;

@@ -6,9 +6,11 @@ use ferry_auth::{PasswordCheck, User, UserStore};
 use ferry_vfs::Storage;
 use russh::keys::PublicKey;
 
+use crate::account::refusal;
 use crate::event::{Event, Events, Who};
 use crate::gate::GatedVfs;
 use crate::permissions::Rules;
+use crate::registry::Registry;
 use crate::session::{Client, Session};
 
 /// Why a login did not give a session. Each failure is already on the event stream when this returns;
@@ -33,6 +35,7 @@ pub struct Core {
     store: Arc<UserStore>,
     storage: Arc<dyn Storage>,
     events: Arc<Events>,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Core {
@@ -47,7 +50,16 @@ fn who(user: &str, client: &Client) -> Who {
 
 impl Core {
     pub fn new(store: Arc<UserStore>, storage: Arc<dyn Storage>, events: Arc<Events>) -> Arc<Core> {
-        Arc::new(Core { store, storage, events })
+        Arc::new(Core { store, storage, events, registry: Arc::default() })
+    }
+
+    /// Ends live sessions whose account changes no longer allow them; run it for the server's lifetime.
+    pub async fn watch_accounts(self: Arc<Self>) {
+        self.registry.clone().watch(self.store.clone()).await
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub fn events(&self) -> &Arc<Events> {
@@ -119,8 +131,12 @@ impl Core {
         }
     }
 
-    /// Opens the user's storage behind the gate and starts the session.
+    /// Checks the account policy, opens the user's storage behind the gate and starts the session.
     async fn start(&self, user: User, client: &Client, method: Option<&'static str>) -> Result<Session, LoginError> {
+        if let Some(why) = refusal(&user, client.ip, client.protocol) {
+            self.login_failed(&user.name, client, method, &why);
+            return Err(LoginError::Refused);
+        }
         let (storage, store) = (self.storage.clone(), self.store.clone());
         let (home, name) = (user.home.clone(), user.name.clone());
         let opened = tokio::task::spawn_blocking(move || {
@@ -146,6 +162,7 @@ impl Core {
         let who = who(&user.name, client);
         self.events.emit(Event::Login { who: who.clone(), method });
         let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(GatedVfs::new(vfs, who.clone(), self.events.clone(), rules));
-        Ok(Session::new(who, gated, self.events.clone()))
+        let membership = self.registry.join(&user.name, client.ip, client.protocol, user.credentials);
+        Ok(Session::new(who, gated, self.events.clone(), membership))
     }
 }

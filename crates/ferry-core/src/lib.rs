@@ -7,13 +7,16 @@
 //! The protocol crates only translate: requests into core calls, core errors into their own answers.
 #![forbid(unsafe_code)]
 
+pub mod account;
 mod core;
 mod event;
 mod gate;
 pub mod permissions;
+mod registry;
 mod session;
 
 pub use crate::core::{Core, KeyLogin, LoginError, PasswordLogin};
 pub use event::{Event, Events, Who};
 pub use gate::GatedVfs;
+pub use registry::Registry;
 pub use session::{Client, Session};

@@ -11,8 +11,10 @@ use crate::event::{Event, Events, Who};
 /// Where a connection comes from and what it speaks, as the protocol adapter knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
-    /// The client's address, as shown in log lines.
+    /// The client's address and port, as shown in log lines.
     pub addr: String,
+    /// The client's address, for account rules.
+    pub ip: std::net::IpAddr,
     /// `sftp`, `ftps` or `ftp`.
     pub protocol: &'static str,
 }
@@ -23,6 +25,7 @@ pub struct Session {
     vfs: Arc<dyn Vfs>,
     events: Arc<Events>,
     since: Instant,
+    membership: crate::registry::Membership,
 }
 
 impl std::fmt::Debug for Session {
@@ -32,8 +35,26 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(who: Who, vfs: Arc<dyn Vfs>, events: Arc<Events>) -> Session {
-        Session { who, vfs, events, since: Instant::now() }
+    pub(crate) fn new(
+        who: Who,
+        vfs: Arc<dyn Vfs>,
+        events: Arc<Events>,
+        membership: crate::registry::Membership,
+    ) -> Session {
+        Session { who, vfs, events, since: Instant::now(), membership }
+    }
+
+    /// Resolves when the server ends this session (the account was removed, disabled, expired, or its
+    /// password or keys changed) with the reason to tell the client, or with `None` once the session is
+    /// over anyway (a task watching it can then stop).
+    pub fn ended(&self) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+        let mut rx = self.membership.ended.clone();
+        async move {
+            match rx.wait_for(|r| r.is_some()).await {
+                Ok(r) => r.clone(),
+                Err(_) => None,
+            }
+        }
     }
 
     pub fn user(&self) -> &str {

@@ -18,7 +18,7 @@ where
             PassStep::Reply(r) => return self.send(r).await,
             PassStep::Check { user } => user,
         };
-        let client = Client { addr: self.client.clone(), protocol: self.protocol() };
+        let client = Client { addr: self.client.clone(), ip: self.peer.ip(), protocol: self.protocol() };
         let session = match self.svc.core.password_login(&user, &password, &client).await {
             Ok(session) => session,
             Err(LoginError::HomeUnavailable) => {

@@ -228,7 +228,26 @@ where
                 (idle, false)
             }
         };
-        match tokio::time::timeout(limit, self.read_line()).await {
+        // The server may end a logged-in session (the account was removed, disabled or changed).
+        let ended = self.user.as_ref().map(|u| u.ended());
+        let got = match ended {
+            Some(ended) => {
+                let read = tokio::time::timeout(limit, self.read_line());
+                tokio::select! {
+                    r = read => Ok(r),
+                    Some(reason) = ended => Err(reason),
+                }
+            }
+            None => Ok(tokio::time::timeout(limit, self.read_line()).await),
+        };
+        let got = match got {
+            Ok(got) => got,
+            Err(reason) => {
+                let _ = self.reply(Reply::new(421, format!("Session ended by the server: {reason}"))).await;
+                return None;
+            }
+        };
+        match got {
             Ok(Ok(line)) => line,
             Ok(Err(e)) => {
                 tracing::debug!(client = %self.client, "control connection: {e}");

@@ -62,6 +62,8 @@ enum Ended {
     Pumped(Result<Moved, (PumpError, u64)>),
     Aborted,
     ControlGone,
+    /// The server ended the session (account removed, disabled or changed).
+    ByServer(String),
 }
 
 fn mode_name(t: TransferType) -> &'static str {
@@ -337,6 +339,13 @@ where
                 interrupted(self, "control connection closed");
                 Flow::Close
             }
+            Ended::ByServer(reason) => {
+                abort(upload_file).await;
+                interrupted(self, &format!("session ended by the server: {reason}"));
+                let _ = self.reply(Reply::new(426, "Transfer aborted")).await;
+                let _ = self.reply(Reply::new(421, format!("Session ended by the server: {reason}"))).await;
+                Flow::Close
+            }
         }
     }
 
@@ -379,10 +388,15 @@ where
     async fn pump_watching_control(&mut self, conn: DataConn, job: &Job, progress: &AtomicU64) -> Ended {
         let pump = run_job(conn, job, progress);
         tokio::pin!(pump);
+        let mut ended: std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>> = match &self.user {
+            Some(u) => Box::pin(u.ended()),
+            None => Box::pin(std::future::pending()),
+        };
         loop {
             tokio::select! {
                 biased;
                 r = &mut pump => return Ended::Pumped(r),
+                Some(reason) = &mut ended => return Ended::ByServer(reason),
                 line = self.read_line(), if self.pending.is_none() => {
                     let bytes = match line {
                         Ok(Some(Line::Command(b))) => b,

@@ -173,7 +173,7 @@ fn weak_algorithm(a: &Algorithm) -> bool {
 
 impl SshConn {
     fn client(&self) -> Client {
-        Client { addr: self.peer.to_string(), protocol: "sftp" }
+        Client { addr: self.peer.to_string(), ip: self.peer.ip(), protocol: "sftp" }
     }
 
     fn accept(&mut self, session: ferry_core::Session) -> Auth {
@@ -228,6 +228,22 @@ impl SshConn {
 
 impl russh::server::Handler for SshConn {
     type Error = russh::Error;
+
+    /// From now on the server may end the session (the account was removed, disabled or changed): the
+    /// client is then disconnected with the reason.
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(login) = &self.session {
+            let ended = login.ended();
+            let handle = session.handle();
+            tokio::spawn(async move {
+                if let Some(reason) = ended.await {
+                    let text = format!("Session ended by the server: {reason}");
+                    let _ = handle.disconnect(Disconnect::ByApplication, text, "en".into()).await;
+                }
+            });
+        }
+        Ok(())
+    }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         if self.out_of_attempts() {

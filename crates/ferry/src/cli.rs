@@ -115,6 +115,10 @@ pub enum UserCmd {
     Key(KeyCmd),
     /// Change a user's settings
     Set(UserSetArgs),
+    /// Stop a user from logging in, and end their live sessions
+    Disable { name: String },
+    /// Let a disabled user log in again
+    Enable { name: String },
     /// Manage a user's permission rules, per directory (the most specific path wins)
     #[command(subcommand, after_help = PERM_HELP)]
     Perm(PermCmd),
@@ -134,6 +138,30 @@ pub struct UserSetArgs {
     /// What the user may do everywhere (the rule at /): a preset or a comma list (see `user perm --help`)
     #[arg(long, value_name = "PERMS")]
     pub permissions: Option<String>,
+    /// Last day the account may log in (UTC), or `never`
+    #[arg(long, value_name = "YYYY-MM-DD|never")]
+    pub expires: Option<String>,
+    /// Addresses the account may log in from, as CIDR ranges (repeatable); `any` lifts the restriction
+    #[arg(long = "allow-from", value_name = "CIDR", num_args = 1..)]
+    pub allow_from: Vec<String>,
+    /// Protocols the account may use: a comma list of sftp, ftps, ftp; `any` for every one
+    #[arg(long, value_name = "LIST")]
+    pub protocols: Option<String>,
+    /// Sessions the user may have at once
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<u64>,
+    /// Bytes the user's files may take
+    #[arg(long, value_name = "N")]
+    pub quota_bytes: Option<u64>,
+    /// Files the user may have
+    #[arg(long, value_name = "N")]
+    pub quota_files: Option<u64>,
+    /// Upload bandwidth, bytes per second
+    #[arg(long, value_name = "BYTES/S")]
+    pub upload_rate: Option<u64>,
+    /// Download bandwidth, bytes per second
+    #[arg(long, value_name = "BYTES/S")]
+    pub download_rate: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -227,6 +227,8 @@ async fn serve(
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
     // Every protocol logs in through the core: one place for credentials, storage and events.
     let core = Core::new(store.clone(), storage.clone(), Events::new());
+    // Account changes made with `ferry user ...` reach live sessions without a restart.
+    tokio::spawn(core.clone().watch_accounts());
     let ssh = Arc::new(SshService::new(
         keys.into_iter().map(|(k, _)| k).collect(),
         core.clone(),

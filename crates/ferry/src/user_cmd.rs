@@ -9,6 +9,7 @@ use ferry_auth::{generate_password, validate_username};
 use crate::bootstrap::{check_home, create_home, default_home, open_store, Env};
 use crate::cli::{GlobalArgs, KeyCmd, PermCmd, UserCmd};
 use crate::CliError;
+use ferry_core::account::{parse_date, Cidr};
 use ferry_core::permissions::PermSet;
 use ferry_vfs::VPath;
 
@@ -122,11 +123,74 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             if store.get(&a.name)?.is_none() {
                 return Err(ferry_auth::AuthError::NoSuchUser(a.name.clone()).into());
             }
+            for (flag, given) in [
+                ("--max-sessions", a.max_sessions.is_some()),
+                ("--quota-bytes", a.quota_bytes.is_some()),
+                ("--quota-files", a.quota_files.is_some()),
+                ("--upload-rate", a.upload_rate.is_some()),
+                ("--download-rate", a.download_rate.is_some()),
+            ] {
+                if given {
+                    return Err(CliError::usage(
+                        format!("{flag} is not available in this version yet (per-user limits and quotas come next)"),
+                        "the other settings (--permissions, --expires, --allow-from, --protocols) work now",
+                    ));
+                }
+            }
+            // Everything is checked before anything is written.
+            let perms = a.permissions.as_deref().map(parse_perms).transpose()?;
+            let expires = match a.expires.as_deref() {
+                None => None,
+                Some("never") => Some(None),
+                Some(d) => {
+                    parse_date(d).map_err(|e| CliError::usage(e, "for example --expires 2027-03-31, or never"))?;
+                    Some(Some(d.trim().to_string()))
+                }
+            };
+            let allow_from = if a.allow_from.is_empty() {
+                None
+            } else if a.allow_from.iter().any(|c| c == "any") {
+                Some(Vec::new())
+            } else {
+                for c in &a.allow_from {
+                    Cidr::parse(c).map_err(|e| CliError::usage(e, "for example --allow-from 203.0.113.0/24"))?;
+                }
+                Some(a.allow_from.iter().map(|c| c.trim().to_string()).collect())
+            };
+            let protocols = match a.protocols.as_deref() {
+                None => None,
+                Some("any") => Some(None),
+                Some(list) => {
+                    let names: Vec<String> =
+                        list.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+                    if names.is_empty() || names.iter().any(|p| !["sftp", "ftps", "ftp"].contains(&p.as_str())) {
+                        return Err(CliError::usage(
+                            format!("{list:?} is not a list of protocols"),
+                            "a comma list of sftp, ftps, ftp, or any",
+                        ));
+                    }
+                    Some(Some(names))
+                }
+            };
             let mut changed = Vec::new();
-            if let Some(p) = &a.permissions {
-                let perms = parse_perms(p)?;
+            if let Some(perms) = perms {
                 store.set_permission(&a.name, "/", &perms.to_string())?;
                 changed.push(format!("permissions at /: {perms}"));
+            }
+            if let Some(expires) = expires {
+                store.set_expires(&a.name, expires.as_deref())?;
+                changed.push(format!("expires: {}", expires.as_deref().unwrap_or("never")));
+            }
+            if let Some(cidrs) = allow_from {
+                store.set_allow_from(&a.name, &cidrs)?;
+                changed.push(format!(
+                    "allowed from: {}",
+                    if cidrs.is_empty() { "anywhere".into() } else { cidrs.join(", ") }
+                ));
+            }
+            if let Some(protocols) = protocols {
+                store.set_protocols(&a.name, protocols.as_deref())?;
+                changed.push(format!("protocols: {}", protocols.map(|p| p.join(",")).unwrap_or_else(|| "any".into())));
             }
             if changed.is_empty() {
                 return Err(CliError::usage(
@@ -134,7 +198,21 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                     "for example: ferry user set NAME --permissions read-only",
                 ));
             }
-            println!("changed {}: {} (applies at the user's next login)", a.name, changed.join("; "));
+            println!(
+                "changed {}: {} (live sessions it no longer allows end within seconds)",
+                a.name,
+                changed.join("; ")
+            );
+            Ok(())
+        }
+        UserCmd::Disable { name } => {
+            store.set_disabled(name, true)?;
+            println!("disabled {name}: no login, and a running server ends their sessions within seconds");
+            Ok(())
+        }
+        UserCmd::Enable { name } => {
+            store.set_disabled(name, false)?;
+            println!("enabled {name}");
             Ok(())
         }
         UserCmd::Perm(PermCmd::Set { name, path, perms }) => {
