@@ -229,6 +229,33 @@ impl UserStore {
         }
     }
 
+    /// A user's keys as stored (OpenSSH public key lines, comments kept), by fingerprint.
+    pub fn keys(&self, name: &str) -> Result<Vec<(String, String)>, AuthError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare("SELECT fingerprint, key FROM user_keys WHERE user = ?1 ORDER BY rowid")
+                .ctx("reading keys")?;
+            let rows = st
+                .query_map(params![name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .ctx("reading keys")?;
+            rows.collect::<Result<Vec<_>, _>>().ctx("reading keys")
+        })
+    }
+
+    /// Removes the key with this fingerprint (`SHA256:...`); false if the user has none such.
+    pub fn remove_key(&self, name: &str, fingerprint: &str) -> Result<bool, AuthError> {
+        self.with(|c| {
+            let n = c
+                .execute("DELETE FROM user_keys WHERE user = ?1 AND fingerprint = ?2", params![name, fingerprint])
+                .ctx("removing key")?;
+            if n > 0 {
+                c.execute("UPDATE users SET credentials = credentials + 1 WHERE name = ?1", params![name])
+                    .ctx("removing key")?;
+            }
+            Ok(n > 0)
+        })
+    }
+
     /// Sets one column of a user's account settings; an error if there is no such user.
     fn set_account(&self, name: &str, column: &str, value: Option<String>) -> Result<(), AuthError> {
         self.with(|c| {

@@ -105,7 +105,18 @@ pub enum UserCmd {
     /// Add a user (argon2id password and/or SSH public keys)
     Add(UserAddArgs),
     /// List users
-    List,
+    List {
+        /// One JSON array with every setting of every user
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything about a user
+    Show {
+        name: String,
+        /// As one JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a user (their files stay on disk)
     Remove { name: String },
     /// Change a user's password
@@ -207,8 +218,12 @@ pub struct PasswdArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCmd {
-    /// Authorise an OpenSSH public key file for a user
+    /// Authorise every key of an OpenSSH public key or authorized_keys file for a user
     Add { name: String, file: PathBuf },
+    /// List a user's keys (size, SHA256 fingerprint, comment, type, as `ssh-keygen -l` prints them)
+    List { name: String },
+    /// Remove a key by its SHA256 fingerprint
+    Remove { name: String, fingerprint: String },
 }
 
 #[derive(Subcommand, Debug)]

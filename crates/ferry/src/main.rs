@@ -1,6 +1,7 @@
 //! The `ferry` binary: parses the command line, runs the command, maps errors to exit codes.
 #![forbid(unsafe_code)]
 
+mod authorized_keys;
 mod bootstrap;
 mod cli;
 mod config_cmd;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use ferry_auth::{generate_password, validate_username};
 
+use crate::authorized_keys;
 use crate::bootstrap::{check_home, create_home, default_home, open_store, Env};
 use crate::cli::{GlobalArgs, KeyCmd, PermCmd, UserCmd};
 use crate::CliError;
@@ -29,11 +30,79 @@ fn read_password_line() -> Result<String, CliError> {
     Ok(pw)
 }
 
-fn read_key_file(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|e| {
+/// Every key of a .pub or authorized_keys file, checked (options, key format) before anything is stored.
+fn read_key_file(path: &Path) -> Result<Vec<String>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
         CliError::runtime(format!("cannot read public key {}: {e}", path.display()))
-            .with_hint("give the .pub file, e.g. ~/.ssh/id_ed25519.pub")
-    })
+            .with_hint("give the .pub file, e.g. ~/.ssh/id_ed25519.pub, or an authorized_keys file")
+    })?;
+    let lines = authorized_keys::parse(&text).map_err(|(line, why)| {
+        CliError::usage(
+            format!("{}:{line}: {why}", path.display()),
+            "fix or remove that line and run the command again",
+        )
+    })?;
+    if lines.is_empty() {
+        return Err(CliError::usage(
+            format!("{} has no key in it", path.display()),
+            "give a .pub file or an authorized_keys file with at least one key line",
+        ));
+    }
+    for l in &lines {
+        russh::keys::PublicKey::from_openssh(&l.key).map_err(|e| {
+            CliError::usage(
+                format!("{}:{}: not a usable OpenSSH public key: {e}", path.display(), l.line_no),
+                "each line must be `TYPE BASE64 [comment]`, as in a .pub file",
+            )
+        })?;
+    }
+    Ok(lines.into_iter().map(|l| l.key).collect())
+}
+
+/// A stored key as `ssh-keygen -l` prints it: `256 SHA256:... comment (ED25519)`.
+fn describe_key(fingerprint: &str, line: &str) -> String {
+    use russh::keys::ssh_key::public::KeyData;
+    let Ok(key) = russh::keys::PublicKey::from_openssh(line) else {
+        return format!("? {fingerprint} (unreadable key)");
+    };
+    let (bits, kind) = match key.key_data() {
+        KeyData::Ed25519(_) => (256, "ED25519".to_string()),
+        KeyData::Rsa(r) => (r.key_size(), "RSA".to_string()),
+        KeyData::Ecdsa(e) => match e.curve() {
+            russh::keys::EcdsaCurve::NistP256 => (256, "ECDSA".to_string()),
+            russh::keys::EcdsaCurve::NistP384 => (384, "ECDSA".to_string()),
+            russh::keys::EcdsaCurve::NistP521 => (521, "ECDSA".to_string()),
+        },
+        other => (0, other.algorithm().to_string().to_ascii_uppercase()),
+    };
+    let comment = key.comment().to_string();
+    let comment = if comment.is_empty() { "no comment".to_string() } else { comment };
+    format!("{bits} {fingerprint} {comment} ({kind})")
+}
+
+/// Everything about a user, for `user show` and `user list --json`.
+fn user_json(store: &ferry_auth::UserStore, u: &ferry_auth::User) -> Result<serde_json::Value, CliError> {
+    let keys: Vec<serde_json::Value> = store
+        .keys(&u.name)?
+        .iter()
+        .map(|(fp, line)| serde_json::json!({ "fingerprint": fp, "description": describe_key(fp, line) }))
+        .collect();
+    let rules: Vec<serde_json::Value> = store
+        .permissions(&u.name)?
+        .into_iter()
+        .map(|(p, perms)| serde_json::json!({ "path": p, "permissions": perms }))
+        .collect();
+    Ok(serde_json::json!({
+        "name": u.name,
+        "home": u.home.display().to_string(),
+        "password": u.has_password,
+        "keys": keys,
+        "disabled": u.disabled,
+        "expires": u.expires,
+        "allow_from": u.allow_from,
+        "protocols": u.protocols,
+        "permissions": rules,
+    }))
 }
 
 /// A preset or a comma list of permissions, checked before anything is stored.
@@ -54,7 +123,14 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
     match cmd {
         UserCmd::Add(a) => {
             validate_username(&a.name)?;
-            let keys: Vec<String> = a.public_keys.iter().map(|p| read_key_file(p)).collect::<Result<_, _>>()?;
+            let keys: Vec<(String, &Path)> = a
+                .public_keys
+                .iter()
+                .map(|p| read_key_file(p).map(|ks| ks.into_iter().map(|k| (k, p.as_path())).collect::<Vec<_>>()))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect();
             // With neither a password option nor a key, generate a password: a user who cannot log in
             // is never what was meant.
             let generate = a.generate_password || (!a.password_stdin && keys.is_empty());
@@ -81,7 +157,7 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                     return Err(e.into());
                 }
             }
-            for (key, path) in keys.iter().zip(&a.public_keys) {
+            for (key, path) in &keys {
                 if let Err(e) = store.add_key(&a.name, key) {
                     // Do not leave a half-made user behind.
                     let _ = store.remove_user(&a.name);
@@ -94,7 +170,43 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             }
             Ok(())
         }
-        UserCmd::List => {
+        UserCmd::List { json: true } => {
+            let users = store.list()?.iter().map(|u| user_json(&store, u)).collect::<Result<Vec<_>, _>>()?;
+            println!("{}", serde_json::Value::Array(users));
+            Ok(())
+        }
+        UserCmd::Show { name, json } => {
+            let Some(u) = store.get(name)? else {
+                return Err(ferry_auth::AuthError::NoSuchUser(name.clone()).into());
+            };
+            let v = user_json(&store, &u)?;
+            if *json {
+                println!("{v}");
+                return Ok(());
+            }
+            println!("user        {}", u.name);
+            println!("home        {}", u.home.display());
+            println!("password    {}", if u.has_password { "set" } else { "none" });
+            println!("state       {}", if u.disabled { "disabled" } else { "enabled" });
+            println!("expires     {}", u.expires.as_deref().unwrap_or("never"));
+            println!(
+                "allow from  {}",
+                if u.allow_from.is_empty() { "anywhere".into() } else { u.allow_from.join(", ") }
+            );
+            println!("protocols   {}", u.protocols.as_ref().map(|p| p.join(",")).unwrap_or_else(|| "any".into()));
+            let keys = store.keys(&u.name)?;
+            println!("keys        {}", keys.len());
+            for (fp, line) in &keys {
+                println!("  {}", describe_key(fp, line));
+            }
+            let rules = store.permissions(&u.name)?;
+            println!("permissions {}", if rules.is_empty() { "full (no rules)" } else { "" }.trim_end());
+            for (path, perms) in &rules {
+                println!("  {path}\t{perms}");
+            }
+            Ok(())
+        }
+        UserCmd::List { json: false } => {
             for u in store.list()? {
                 let auth = match (u.has_password, u.key_count) {
                     (true, 0) => "password".to_string(),
@@ -247,8 +359,32 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             Ok(())
         }
         UserCmd::Key(KeyCmd::Add { name, file }) => {
-            let fp = store.add_key(name, &read_key_file(file)?)?;
-            println!("added key {fp} for {name}");
+            if store.get(name)?.is_none() {
+                return Err(ferry_auth::AuthError::NoSuchUser(name.clone()).into());
+            }
+            for key in read_key_file(file)? {
+                let fp = store.add_key(name, &key)?;
+                println!("added key {fp} for {name}");
+            }
+            Ok(())
+        }
+        UserCmd::Key(KeyCmd::List { name }) => {
+            if store.get(name)?.is_none() {
+                return Err(ferry_auth::AuthError::NoSuchUser(name.clone()).into());
+            }
+            for (fp, line) in store.keys(name)? {
+                println!("{}", describe_key(&fp, &line));
+            }
+            Ok(())
+        }
+        UserCmd::Key(KeyCmd::Remove { name, fingerprint }) => {
+            if !store.remove_key(name, fingerprint.trim())? {
+                return Err(CliError::usage(
+                    format!("{name} has no key {fingerprint}"),
+                    format!("see the fingerprints with: ferry user key list {name}"),
+                ));
+            }
+            println!("removed key {fingerprint} from {name} (their live sessions end)");
             Ok(())
         }
     }
