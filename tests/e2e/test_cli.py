@@ -53,8 +53,19 @@ def test_user_add_list_remove(ferry, data_dir):
     assert (data_dir / "files" / "alice").is_dir()
     assert (data_dir / "files" / "bob").is_dir()
 
-    run_ferry(ferry, data_dir, "user", "remove", "bob")
+    # "ferry user remove bob   # their files stay on disk", with a custom --home too
+    (data_dir / "files" / "bob" / "report.txt").write_text("bob's report\n")
+    (data_dir / "files" / "bob" / "sub").mkdir()
+    carol_home = data_dir.parent / "carol-home"
+    add_user(ferry, data_dir, "carol", password=new_password(), home=carol_home)
+    (carol_home / "kept.bin").write_bytes(b"\0" * 100)
+    out = run_ferry(ferry, data_dir, "user", "remove", "bob").stdout
+    assert "files are left in place" in out, out
+    run_ferry(ferry, data_dir, "user", "remove", "carol")
     assert list_users(ferry, data_dir) == ["alice"]
+    assert (data_dir / "files" / "bob" / "report.txt").read_text() == "bob's report\n", "user remove deleted files"
+    assert (data_dir / "files" / "bob" / "sub").is_dir()
+    assert (carol_home / "kept.bin").read_bytes() == b"\0" * 100, "user remove deleted a --home's files"
 
 
 def test_user_add_duplicate_fails(ferry, data_dir):
@@ -124,13 +135,21 @@ def test_public_key_login_and_key_add(ferry, data_dir, tmp_path, server_factory)
 
 
 def test_user_add_rejects_garbage_public_key(ferry, data_dir, tmp_path):
+    """A key that is not one fails the whole `user add`: no half-made user (with a password and no key) is left."""
+    good = make_keypair(tmp_path / "k")
     bad = tmp_path / "bad.pub"
     bad.write_text("this is not an ssh key\n")
     proc = run_ferry(
-        ferry, data_dir, "user", "add", "gina", "--password-stdin", "--public-key", str(bad),
-        input=new_password() + "\n", check=False,
+        ferry, data_dir, "user", "add", "gina", "--password-stdin", "--public-key", str(pub(good)),
+        "--public-key", str(bad), input=new_password() + "\n", check=False,
     )
-    assert proc.returncode != 0, "user add accepted a file that is not a public key"
+    assert proc.returncode == 1, f"exit {proc.returncode}: user add accepted a file that is not a public key"
+    assert str(bad) in proc.stderr, f"the error does not name the bad file:\n{proc.stderr}"
+    assert "gina" not in list_users(ferry, data_dir), "a failed `user add` left the user behind"
+    # The name is free: the same command with good keys works.
+    run_ferry(ferry, data_dir, "user", "add", "gina", "--public-key", str(pub(good)))
+    listed = run_ferry(ferry, data_dir, "user", "list").stdout
+    assert re.search(r"^gina\t1 key\(s\)\t", listed, re.M), listed
 
 
 # ------------------------------------------------------------------------------------------------
@@ -154,6 +173,11 @@ def test_bootstrap_demo_user_and_host_keys(ferry, data_dir, server_factory):
     algs = [alg for alg, _ in srv.host_keys]
     assert "ssh-ed25519" in algs, f"no ed25519 host key printed: {algs}"
     assert "demo" in list_users(ferry, data_dir)
+    # What it serves, one fact per line, as the README shows: first the version, `ready` last, and the command
+    # to connect with.
+    lines = out.splitlines()
+    assert re.match(r"^Ferry \d+\.\d+\.\d+ is serving$", lines[0]) and lines[-1] == "ready", out
+    assert f"connect: sftp -P {srv.port} demo@127.0.0.1" in lines, out
 
     # The demo user logs in with the printed password, and the printed fingerprint is the one served.
     t = connect_transport(srv, user="demo", password=srv.demo_password)
@@ -266,6 +290,11 @@ def test_firewall_prints_rules_for_what_serve_would_open(ferry, data_dir, tmp_pa
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
+    # Without options: the quickstart's three `any` ports and the default passive range.
+    out = fw()
+    for port in (2222, 2121, 9990):
+        assert re.search(rf"^iptables -A INPUT -p tcp --dport {port} .*SFTP", out, re.M), out
+    assert re.search(r"--dport 50000:51000 .*passive", out, re.M), out
     out = fw("--listen", "sftp=0.0.0.0:2022", "--listen", "ftps=192.0.2.10:21", "--passive-ports", "40000-40099")
     assert re.search(r"^iptables -A INPUT -p tcp --dport 2022 .*SFTP", out, re.M), out
     assert re.search(r"^iptables -A INPUT -p tcp -d 192\.0\.2\.10 --dport 21 .*explicit FTPS", out, re.M), out
@@ -283,3 +312,10 @@ def test_firewall_prints_rules_for_what_serve_would_open(ferry, data_dir, tmp_pa
     )
     assert proc.returncode == 0, proc.stderr
     assert "--dport 990 " in proc.stdout and "--dport 60000:60010 " in proc.stdout, proc.stdout
+    # `--listen` replaces the configured listeners (and --passive-ports the range).
+    proc = subprocess.run(
+        [str(ferry), "--data-dir", str(data_dir), "--config", str(conf), "firewall", "--listen", "sftp=0.0.0.0:2200"],
+        capture_output=True, text=True, timeout=20, env=clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--dport 2200 " in proc.stdout and "--dport 990 " not in proc.stdout, proc.stdout

@@ -1,6 +1,7 @@
 """Protocol detection: any client on any port of a multi-protocol listener, the implicit-FTPS fallback for
 clients that wait for a greeting, and hint lines for clients on the wrong port."""
 
+import re
 import socket
 import ssl
 import subprocess
@@ -131,13 +132,40 @@ def test_wrong_protocol_on_single_protocol_listeners_gets_a_hint(ftps_server_fac
     # An SSH client on the explicit FTPS port.
     ftps_port = srv.listeners["ftps"][1]
     t = paramiko.Transport(("127.0.0.1", ftps_port))
-    with pytest.raises(Exception):
+    with pytest.raises((paramiko.SSHException, EOFError, OSError)):
         t.start_client(timeout=5)
     t.close()
     assert wait_until(
         lambda: "sent an SSH identification line" in srv.log() and f"SFTP is served on 127.0.0.1:{sftp_port}" in srv.log(),
         timeout=5,
     ), srv.log()
+
+
+def _send_line(sock, line: bytes) -> bytes:
+    sock.sendall(line + b"\r\n")
+    return _read_line(sock)
+
+
+def test_any_listener_never_takes_a_password_in_clear(any_server):
+    """The quickstart's `any` ports serve explicit FTPS, never plain FTP: "AUTH TLS required before any
+    password", whether the FTP client waits for the greeting or speaks first."""
+    srv = any_server
+    port = srv.listeners["ftps"][1]
+    before = len(srv.log())
+    for speaks_first in (False, True):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            if speaks_first:
+                s.sendall(f"USER {srv.user}\r\n".encode())
+                assert _read_line(s).startswith(b"220")
+                user = _read_line(s)
+            else:
+                assert _read_line(s).startswith(b"220")
+                user = _send_line(s, f"USER {srv.user}".encode())
+            assert user.startswith(b"530") and b"AUTH TLS" in user, (speaks_first, user)
+            password = _send_line(s, f"PASS {srv.password}".encode())
+            assert password[:3] in (b"530", b"503"), (speaks_first, password)
+            assert _send_line(s, b"AUTH TLS").startswith(b"234"), "the client could still upgrade to TLS"
+    assert not re.search(r"\blogin user=", srv.log()[before:]), srv.log()[before:]
 
 
 def test_http_request_gets_a_plain_answer(any_server):

@@ -126,6 +126,17 @@ def test_certificate_from_files_and_sighup_reload(ftps_server_factory, tmp_path)
         assert retr_bytes(during, "/f.bin") == data
     assert served_fingerprint(srv) == fp2
 
+    # a key file that group or others may read is refused at SIGHUP too, as at start ("UNPROTECTED PRIVATE
+    # KEY FILE"), and the last good certificate stays in service
+    before = len(srv.log())
+    install_pair(c1, k1, live_cert, live_key)
+    live_key.chmod(0o640)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    line = srv.wait_for_log(r"UNPROTECTED PRIVATE KEY FILE", since=before, timeout=10)
+    assert line is not None and str(live_key) in line and "0640" in line, srv.log()[before:]
+    assert srv.alive()
+    assert served_fingerprint(srv) == fp2, "a reload with a group-readable key file was taken"
+
 
 def test_certificate_without_key_is_refused(ferry, tmp_path):
     cert, _ = make_cert(tmp_path / "certs", "lonely")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import (
@@ -161,6 +162,22 @@ def readme_legacy_set() -> str:
 OLD_LIBSSH2 = ["-o", "KexAlgorithms=diffie-hellman-group-exchange-sha256,diffie-hellman-group14-sha1",
                "-o", "HostKeyAlgorithms=ssh-rsa", "-o", "Ciphers=aes128-ctr", "-o", "MACs=hmac-sha2-256"]
 
+def negotiated(srv: FerryServer) -> dict[str, str]:
+    """What a stock OpenSSH client negotiates with the server (`ssh -v`; it stops at authentication)."""
+    host, port = srv.listeners["sftp"]
+    proc = subprocess.run(
+        ["ssh", "-v", "-p", str(port), *ssh_options(srv), "-o", "BatchMode=yes", "-o", "PreferredAuthentications=none",
+         f"nobody@{host}", "true"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+    )
+    got = {}
+    for what, rx in (("kex", r"kex: algorithm: (\S+)"), ("host key", r"kex: host key algorithm: (\S+)"),
+                     ("cipher", r"kex: server->client cipher: (\S+)")):
+        m = re.search(rx, proc.stderr)
+        assert m, f"no `{rx}` in ssh -v output:\n{proc.stderr}"
+        got[what] = m.group(1)
+    return got
+
+
 JSCH_JAR = Path("/usr/share/java/jsch.jar")
 JSCH_CLIENT = """
 import com.jcraft.jsch.*;
@@ -213,6 +230,10 @@ def test_legacy_set_lets_an_old_libssh2_client_in(ferry, tmp_path):
         proc = sftp_put_with(default, tmp_path, OLD_LIBSSH2, password=False)
         assert proc.returncode != 0, "the defaults let a libssh2-1.8 client in"
         assert "no matching key exchange method" in proc.stderr, proc.stderr
+        negotiated_with_defaults = negotiated(default)
+        # OpenSSH before 9.9 has no mlkem768x25519-sha256: then curve25519-sha256.
+        assert negotiated_with_defaults["kex"] in ("mlkem768x25519-sha256", "curve25519-sha256"), negotiated_with_defaults
+        assert negotiated_with_defaults["host key"] == "ssh-ed25519", negotiated_with_defaults
     finally:
         stop_and_check(default)
     legacy = start(ferry, tmp_path / "legacy", readme_legacy_set())
@@ -223,6 +244,8 @@ def test_legacy_set_lets_an_old_libssh2_client_in(ferry, tmp_path):
         proc = sftp_put_with(legacy, tmp_path, OLD_LIBSSH2)
         assert proc.returncode == 0, proc.stderr
         assert (legacy.data_dir / "files" / "alice" / "old.txt").read_text() == "from an old client\n"
+        # "Other clients keep what they negotiated before": a modern OpenSSH client, its own preferences.
+        assert negotiated(legacy) == negotiated_with_defaults, "the legacy set changed what a modern client gets"
     finally:
         stop_and_check(legacy)
 
@@ -356,8 +379,27 @@ def test_generated_certificate_names_and_validity(ferry, tmp_path):
         assert ips == ["127.0.0.1", "::1", "127.0.0.2", "192.0.2.10"], ips
         assert cert.not_valid_after_utc - cert.not_valid_before_utc == datetime.timedelta(days=365)
         assert cert.not_valid_before_utc <= datetime.datetime.now(datetime.timezone.utc)
+        key = cert.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1", key
     finally:
         stop_and_check(srv)
+
+    # A name added to the config: the next start makes the certificate again, with a log line, and prints
+    # the new fingerprint.
+    (tmp_path / "ferry.toml").write_text('[ftps]\nnames = ["files.example.com", "192.0.2.10", "new.example.org"]\n')
+    again = FerryServer(ferry, srv.data_dir, tmp_path / "again.log", listen=["ftps=127.0.0.2:0"],
+                        extra_args=["--config", str(tmp_path / "ferry.toml"), "--passive-ports", "%d-%d" % passive_ports()])
+    again.start()
+    try:
+        line = again.wait_for_log(r"generated a new self-signed TLS certificate.*does not name DNS:new\.example\.org")
+        assert line is not None, again.log()
+        new = load_cert(srv.data_dir / "tls" / "cert.pem")
+        assert "new.example.org" in sans(new)[0], sans(new)
+        printed = re.search(r"^tls certificate SHA256 (\S+)", again.stdout(), re.M)
+        assert printed and printed.group(1) == new.fingerprint(hashes.SHA256()).hex(":").upper(), again.stdout()
+        assert new.fingerprint(hashes.SHA256()) != cert.fingerprint(hashes.SHA256())
+    finally:
+        stop_and_check(again)
 
 
 def test_expiring_certificate_is_made_again_and_a_configured_one_never(ferry, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import socket
 import stat
 import struct
@@ -14,13 +15,18 @@ import time
 import paramiko
 import pytest
 from paramiko.sftp import (
+    CMD_CLOSE,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
     CMD_NAME,
     CMD_OPEN,
+    CMD_OPENDIR,
+    CMD_READDIR,
+    CMD_STAT,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_EXCL,
     SFTP_FLAG_READ,
+    SFTP_FLAG_WRITE,
 )
 
 from conftest import (
@@ -29,6 +35,7 @@ from conftest import (
     sftp_version_extensions,
     sha256_file,
     upload_temp_files,
+    wait_until,
     write_random,
 )
 
@@ -102,17 +109,83 @@ def test_unknown_user_rejected(shared_server):
         connect_transport(shared_server, user="nobody", password=shared_server.password)
 
 
-def test_successful_login_logged(shared_server):
-    before = len(shared_server.log())
-    with sftp_client(shared_server) as sftp:
-        sftp.listdir("/")
-    line = shared_server.wait_for_log(r"alice", since=before)
-    assert line, f"no log line mentions alice's login:\n{shared_server.log()[before:]}"
-    assert shared_server.password not in shared_server.log(), "the server logged a password"
+def _event_lines(srv, event: str, client: str, since: int) -> list[str]:
+    """The log lines of `event` (`login`, `logout`, `transfer`: the word right after the level) for one client."""
+    rx = re.compile(rf"^\S+\s+(INFO|WARN)\s+{event}\s")
+    return [line for line in srv.log()[since:].splitlines()
+            if rx.search(line) and re.search(rf"\bclient={re.escape(client)}(\s|$)", line)]
+
+
+@pytest.mark.parametrize("method", ["password", "publickey"])
+def test_login_transfer_logout_logged_with_their_fields(shared_server, rdir, method):
+    """One line per login, transfer and logout, with the fields fail2ban and admins read (README "Run it")."""
+    srv = shared_server
+    before = len(srv.log())
+    data = os.urandom(12345)
+    t = connect_transport(srv, key=srv.key if method == "publickey" else None)
+    host, port = t.sock.getsockname()[:2]
+    client = f"{host}:{port}"
+    try:
+        sftp = paramiko.SFTPClient.from_transport(t)
+        sftp.get_channel().settimeout(30)
+        sftp.putfo(io.BytesIO(data), rdir.r("logged.bin"))
+        with sftp.open(rdir.r("logged.bin")) as f:
+            assert f.read() == data
+    finally:
+        t.close()
+    assert wait_until(lambda: _event_lines(srv, "logout", client, before), 5), srv.log()[before:]
+    (login,) = _event_lines(srv, "login", client, before)
+    for field in ("user=alice", 'protocol="?sftp"?(\\s|$)', f'method="?{method}"?(\\s|$)'):
+        assert re.search(rf"\b{field}", login), f"{field} missing from the login line: {login}"
+    transfers = _event_lines(srv, "transfer", client, before)
+    path = re.escape(rdir.r("logged.bin"))
+    up = [x for x in transfers if re.search(rf'\bpath="?{path}"?\s', x) and "bytes_written=12345" in x]
+    down = [x for x in transfers if re.search(rf'\bpath="?{path}"?\s', x) and "bytes_read=12345" in x]
+    assert len(up) == 1 and len(down) == 1, f"want one upload and one download line:\n" + "\n".join(transfers)
+    for line in (*up, *down):
+        assert "user=alice" in line and re.search(r"\bduration_ms=\d+", line), line
+    (logout,) = _event_lines(srv, "logout", client, before)
+    assert "user=alice" in logout and re.search(r"\bduration_ms=\d+", logout), logout
+    assert srv.password not in srv.log(), "the server logged a password"
 
 
 # ------------------------------------------------------------------------------------------------
 # operations
+
+
+def _raw_listing(sftp: paramiko.SFTPClient, path: bytes) -> list[bytes]:
+    """READDIR through the raw protocol: the names as the server sent them, bytes, undecoded."""
+    _, msg = sftp._request(CMD_OPENDIR, path)
+    handle = msg.get_binary()
+    names: list[bytes] = []
+    try:
+        while True:
+            try:
+                _, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:
+                return names
+            for _ in range(msg.get_int()):
+                names.append(msg.get_string())
+                msg.get_string()
+                paramiko.SFTPAttributes._from_msg(msg)
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+
+
+def test_names_that_are_not_utf8_are_kept_byte_for_byte(shared_server, rdir):
+    """README: "File names that are not UTF-8 are kept byte for byte" (Latin-1 names from old systems)."""
+    made_by_client = "caf\xe9-from-client.txt".encode("latin-1")
+    on_disk = "na\xefve-on-disk.txt".encode("latin-1")
+    (rdir.local.joinpath(os.fsdecode(on_disk))).write_bytes(b"made on the server\n")
+    with sftp_client(shared_server) as sftp:
+        base = rdir.remote.encode() + b"/"
+        _, msg = sftp._request(CMD_OPEN, base + made_by_client, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE,
+                               paramiko.SFTPAttributes())
+        sftp._request(CMD_CLOSE, msg.get_binary())
+        assert sorted(_raw_listing(sftp, rdir.remote.encode())) == sorted([made_by_client, on_disk])
+        _, msg = sftp._request(CMD_STAT, base + on_disk)
+        assert paramiko.SFTPAttributes._from_msg(msg).st_size == len(b"made on the server\n")
+    assert sorted(os.listdir(os.fsencode(rdir.local))) == sorted([made_by_client, on_disk])
 
 
 def test_version_and_extensions(shared_server):
@@ -449,7 +522,9 @@ def test_exec_refused(shared_server, tmp_path):
         assert b"EXECUTED" not in out
         if status == "ok":  # accepted the channel request: must then refuse with the message and a failure status
             assert chan.recv_exit_status() != 0
-        assert "SFTP only" in text or status == "error", f"exec refused without a message: {text!r}"
+        else:
+            assert isinstance(value, paramiko.SSHException), f"exec failed with {value!r}, not a refusal"
+        assert "This server provides SFTP only" in text, f"exec refused without the message: {text!r}"
     finally:
         t.close()
     assert not marker.exists(), "the command ran"
@@ -534,20 +609,86 @@ def test_garbage_does_not_break_server(shared_server):
         assert sftp.normalize(".") == "/"
 
 
-def test_sftp_garbage_packet_after_login(shared_server):
-    """A malformed SFTP packet on an authenticated channel ends that session only."""
+def _sftp_channel(t: paramiko.Transport):
+    """A raw `sftp` subsystem channel after INIT/VERSION."""
+    chan = t.open_session()
+    chan.settimeout(5)
+    chan.invoke_subsystem("sftp")
+    chan.sendall(struct.pack(">IBI", 5, 1, 3))
+    (length,) = struct.unpack(">I", _recv_exact(chan, 4))
+    assert _recv_exact(chan, length)[0] == 2, "no SSH_FXP_VERSION"
+    return chan
+
+
+def _recv_exact(chan, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = chan.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"channel closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def _closed_within(chan, seconds: float) -> bool:
+    """True when the server ends the channel (EOF) within `seconds` without sending anything more."""
+    chan.settimeout(seconds)
+    try:
+        extra = chan.recv(4096)
+    except socket.timeout:
+        return False
+    assert extra == b"", f"the server answered instead of closing: {extra!r}"
+    return True
+
+
+def test_sftp_malformed_request_with_an_id_gets_bad_message_and_the_session_goes_on(shared_server):
     t = connect_transport(shared_server)
     try:
-        chan = t.open_session()
-        chan.settimeout(10)
-        chan.invoke_subsystem("sftp")
-        chan.sendall(struct.pack(">IBI", 5, 1, 3))
-        chan.recv(65536)
-        chan.sendall(struct.pack(">I", 9) + b"\xff" * 9)  # unknown packet type
-        chan.sendall(struct.pack(">I", 3) + b"\x11\x00\x00")  # truncated OPEN
-        time.sleep(0.5)
+        chan = _sftp_channel(t)
+        chan.sendall(struct.pack(">IBI", 9, 3, 77) + b"\0\0\0\xff")  # OPEN, id 77, a name longer than the packet
+        (length,) = struct.unpack(">I", _recv_exact(chan, 4))
+        reply = _recv_exact(chan, length)
+        kind, rid, code = struct.unpack(">BII", reply[:9])
+        assert (kind, rid, code) == (101, 77, 5), f"want STATUS id 77 SSH_FX_BAD_MESSAGE, got {reply!r}"
+        chan.sendall(struct.pack(">IBI", 10, 16, 78) + struct.pack(">I", 1) + b"/")  # REALPATH "/"
+        (length,) = struct.unpack(">I", _recv_exact(chan, 4))
+        assert _recv_exact(chan, length)[:5] == struct.pack(">BI", 104, 78), "the session did not go on"
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("packet", [
+    struct.pack(">I", 3) + b"\x11\x00\x00",  # STAT with half a request id
+    struct.pack(">I", 0),  # no type
+    struct.pack(">I", 0x7FFFFFFF),  # far over the maximum packet length
+], ids=["no-id", "empty", "oversized"])
+def test_sftp_malformed_packet_without_an_id_closes_that_session_only(shared_server, packet):
+    """A packet the server cannot answer (no request id) ends the SFTP session, as OpenSSH's sftp-server does;
+    the connection's other channels and the server go on."""
+    before = len(shared_server.log())
+    t = connect_transport(shared_server)
+    try:
+        other = _sftp_channel(t)
+        chan = _sftp_channel(t)
+        chan.sendall(packet)
+        assert _closed_within(chan, 5), "the SFTP session went on after a packet without a request id"
+        other.sendall(struct.pack(">IBI", 10, 16, 1) + struct.pack(">I", 1) + b"/")
+        (length,) = struct.unpack(">I", _recv_exact(other, 4))
+        assert _recv_exact(other, length)[:5] == struct.pack(">BI", 104, 1), "the other channel was hurt"
+    finally:
+        t.close()
+    assert shared_server.wait_for_log(r"closing SFTP session", timeout=5, since=before), shared_server.log()[before:]
     assert shared_server.alive()
     with sftp_client(shared_server) as sftp:
         sftp.listdir("/")
+
+
+def test_sftp_request_before_init_closes_the_session(shared_server):
+    t = connect_transport(shared_server)
+    try:
+        chan = t.open_session()
+        chan.invoke_subsystem("sftp")
+        chan.sendall(struct.pack(">IBI", 10, 16, 1) + struct.pack(">I", 1) + b"/")
+        assert _closed_within(chan, 5), "a request before INIT was served"
+    finally:
+        t.close()

@@ -28,6 +28,7 @@ from conftest import (
     connect_transport,
     have,
     make_keypair,
+    run_ferry,
     ssh_options,
     wait_until,
 )
@@ -392,3 +393,46 @@ def test_psftp_password_login(shared_server, rdir, tmp_path, wrong_key_first):
     assert "up.txt" in proc.stdout, proc.stdout
     if wrong_key_first:
         assert "refused our key" in proc.stderr, f"psftp did not try the key first:\n{proc.stderr}"
+
+
+# --------------------------------------------------------------------------------------------------
+# ssh-rsa (SHA-1) signatures
+
+
+def test_ssh_rsa_sha1_signatures_are_refused_even_with_the_legacy_set(alice_servers, ferry, tmp_path, monkeypatch):
+    """As OpenSSH since 8.8: an RSA key signs in with rsa-sha2-256/512, never with SHA-1. The legacy set makes
+    the server list ssh-rsa in server-sig-algs (for its host key), so clients do try it there."""
+    from test_keys_algorithms import readme_legacy_set
+
+    srv = alice_servers(listen=("sftp=127.0.0.1:0",), config=readme_legacy_set())
+    rsa = make_keypair(tmp_path / "keys", "id_rsa", key_type="rsa")
+    run_ferry(ferry, srv.data_dir, "user", "key", "add", "alice", str(rsa) + ".pub")
+    before = len(srv.log())
+
+    def openssh(algorithms: str) -> subprocess.CompletedProcess:
+        cmd = ["sftp", "-b", "-", "-P", str(srv.port), *openssh_options(srv, rsa), "-o", "BatchMode=yes",
+               "-o", f"PubkeyAcceptedAlgorithms={algorithms}", "-o", "PreferredAuthentications=publickey",
+               f"alice@{srv.host}"]
+        return subprocess.run(cmd, input="ls -a /\n", capture_output=True, text=True, timeout=30)
+
+    sha1 = openssh("ssh-rsa")
+    assert sha1.returncode != 0, f"OpenSSH logged in with an ssh-rsa (SHA-1) signature:\n{sha1.stdout}"
+    assert "Permission denied" in sha1.stderr, sha1.stderr
+    sha2 = openssh("rsa-sha2-512,rsa-sha2-256")
+    assert sha2.returncode == 0, f"the same RSA key with rsa-sha2 was refused:\n{sha2.stderr}"
+
+    # paramiko signs without asking first: the server checks the signature's algorithm before the key.
+    monkeypatch.setitem(paramiko.RSAKey.HASHES, "ssh-rsa", __import__("cryptography.hazmat.primitives.hashes",
+                                                                      fromlist=["SHA1"]).SHA1)
+    with unauthenticated(srv) as t:
+        tag = client_tag(t)
+        t._preferred_pubkeys = ("ssh-rsa",)
+        wait_until(lambda: "server-sig-algs" in t.server_extensions, 5)
+        assert "ssh-rsa" in t.server_extensions.get("server-sig-algs", b"").decode(), t.server_extensions
+        err, _ = timed(t.auth_publickey, "alice", paramiko.PKey.from_path(str(rsa)))
+        assert isinstance(err, paramiko.AuthenticationException), f"an ssh-rsa signature: {err!r}"
+        assert t.is_active(), "a refused signature algorithm ended the connection: the client may try another key"
+    time.sleep(0.2)
+    assert not log_lines(srv, r"\blogin user=", tag, before), srv.log()[before:]
+    logins = re.findall(r"\bINFO login user=alice .*method=\"?publickey", srv.log()[before:])
+    assert len(logins) == 1, f"only the rsa-sha2 login may succeed: {logins}"

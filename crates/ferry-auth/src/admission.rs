@@ -63,3 +63,40 @@ impl std::fmt::Debug for Admission {
         f.debug_struct("Admission").field("grace", &self.grace).field("counted", &self.place.is_some()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the places held, as the listener's gate does.
+    struct Place(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for Place {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    #[tokio::test]
+    async fn logging_in_frees_the_place_and_tells_the_listener() {
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+        let before = Instant::now();
+        let mut a = Admission::new(Duration::from_secs(60), Some(Box::new(Place(held.clone()))));
+        assert_eq!(a.grace(), Duration::from_secs(60), "the grace is what the log lines name");
+        assert!(a.deadline() >= before + Duration::from_secs(60) && a.deadline() <= Instant::now() + Duration::from_secs(60));
+        let watch = a.watch();
+        assert!(!watch.logged_in() && !a.is_logged_in());
+        assert_eq!(format!("{a:?}"), "Admission { grace: 60s, counted: true }");
+        a.logged_in();
+        assert!(watch.logged_in() && a.is_logged_in(), "the listener's backstop must not close a logged-in session");
+        assert_eq!(held.load(Ordering::Acquire), 0, "a logged-in connection no longer counts as unauthenticated");
+        assert_eq!(format!("{a:?}"), "Admission { grace: 60s, counted: false }");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_gives_its_place_back() {
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+        drop(Admission::new(Duration::from_secs(1), Some(Box::new(Place(held.clone())))));
+        assert_eq!(held.load(Ordering::Acquire), 0);
+    }
+}

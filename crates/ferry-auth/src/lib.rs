@@ -42,5 +42,8 @@ mod tests {
         for bad in ["", "-x", ".hidden", "a/b", "a b", "ü", &"x".repeat(129)] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
+        assert!(validate_username(&"x".repeat(MAX_USERNAME_LEN)).is_ok(), "vsftpd's 128 is allowed");
+        let e = validate_username("a b").expect_err("space").to_string();
+        assert!(e.starts_with("invalid user name \"a b\": use 1 to 128 ASCII letters"), "{e}");
     }
 }

@@ -198,6 +198,41 @@ mod tests {
     }
 
     #[test]
+    fn passwords_up_to_the_limit_and_no_longer() {
+        let longest = "p".repeat(crate::MAX_PASSWORD_LEN);
+        let h = hash_password(&longest).expect("a password of exactly the limit");
+        assert!(verify_password(&longest, &h));
+        assert!(verify_with_memory(&mut Vec::new(), &longest, &h));
+        let over = "p".repeat(crate::MAX_PASSWORD_LEN + 1);
+        assert!(matches!(hash_password(&over), Err(AuthError::PasswordTooLong)));
+        // A hash of the long one (as if stored by hand) never matches a password over the limit.
+        let mut bare = Vec::new();
+        let long_hash = Argon2::default()
+            .hash_password(over.as_bytes(), &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string();
+        assert!(!verify_password(&over, &long_hash));
+        assert!(!verify_with_memory(&mut bare, &over, &long_hash));
+    }
+
+    #[test]
+    fn a_stored_hash_that_asks_for_too_much_memory_is_refused_unchecked() {
+        // m = 256 MiB is the most a check may use; one step more (argon2 rounds m down to a multiple of 4 blocks
+        // per lane) and the hash is refused without running it.
+        let salt = SaltString::generate(&mut OsRng);
+        let at = |m_kib: u32| {
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(m_kib, 1, 1, None).expect("params"))
+                .hash_password(b"pw", &salt)
+                .expect("hash")
+                .to_string()
+        };
+        let mut blocks = Vec::new();
+        assert!(verify_with_memory(&mut blocks, "pw", &at(MAX_VERIFY_BLOCKS as u32)), "exactly the limit");
+        assert_eq!(blocks.len(), MAX_VERIFY_BLOCKS);
+        assert!(!verify_with_memory(&mut blocks, "pw", &at(MAX_VERIFY_BLOCKS as u32 + 4)), "over the limit");
+    }
+
+    #[test]
     fn generated_passwords_differ() {
         let a = generate_password();
         assert_eq!(a.len(), 20);

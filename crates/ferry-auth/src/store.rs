@@ -368,6 +368,7 @@ impl UserStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::PasswordHash;
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
 
@@ -375,6 +376,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferry-auth-test-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).expect("tmp");
         (UserStore::open(&dir.join("users.db")).expect("open"), dir)
+    }
+
+    #[test]
+    fn unknown_users_cost_a_real_argon2id_check() {
+        // The dummy hash is a real argon2id hash with the default cost, so a wrong user name takes as long as
+        // a wrong password and names cannot be probed by timing.
+        let dummy = PasswordHash::new(dummy_hash()).expect("a PHC string");
+        let real_hash = hash_password("x").expect("hash");
+        let real = PasswordHash::new(&real_hash).expect("a PHC string");
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.params, real.params, "the same memory and passes as a stored password");
+        assert!(crate::verify_password("ferry-dummy-password", dummy_hash()), "a hash that really verifies");
     }
 
     #[test]
@@ -409,6 +422,45 @@ mod tests {
         assert!(matches!(s.add_key("k", "ssh-ed25519 garbage"), Err(AuthError::InvalidKey { .. })));
         assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
         assert_eq!(s.list().expect("list")[0].key_count, 1);
+        assert!(!s.is_empty().expect("count"), "a store with a user is not empty (serve adds `demo` only to an empty one)");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_row_whose_fingerprint_matches_but_whose_key_differs_is_not_the_key() {
+        // The fingerprint only picks the row; a tampered or corrupt row with another key is never accepted.
+        const OTHER: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEdXbyvmHNsxVGJBuMfb6k5nDVBCCqUrzmGxYbZ8R9Yt x";
+        let (s, dir) = store();
+        s.add_user("k", None, &dir).expect("add");
+        s.add_key("k", KEY).expect("key");
+        s.with(|c| c.execute("UPDATE user_keys SET key = ?1", params![OTHER]).ctx("tamper")).expect("tamper");
+        assert!(s.check_key("k", &parse_key(KEY).expect("parse")).expect("ok").is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn server_password_checks() {
+        let (s, dir) = store();
+        s.add_user("alice", Some("pw"), &dir.join("alice")).expect("add");
+        s.add_user("keys-only", None, &dir.join("keys-only")).expect("add");
+        let s = std::sync::Arc::new(s);
+        let check = |name: &str, pw: &str| {
+            let (s, name, pw) = (s.clone(), name.to_string(), pw.to_string());
+            async move { check_password(&s, &name, &pw).await.expect("checked") }
+        };
+        assert!(matches!(check("alice", "pw").await, PasswordCheck::Ok(u) if u.name == "alice"));
+        assert!(matches!(check("alice", "pw ").await, PasswordCheck::Wrong));
+        assert!(matches!(check("bob", "pw").await, PasswordCheck::Wrong), "an unknown user");
+        // A user without a password is not let in by the password the dummy hash was made from.
+        assert!(matches!(check("keys-only", "ferry-dummy-password").await, PasswordCheck::Wrong));
+        // Over-long names and passwords are refused unchecked; at the limits they are checked.
+        let long_name = "a".repeat(crate::MAX_USERNAME_LEN);
+        s.add_user(&long_name, Some("pw"), &dir.join("long")).expect("add a name of the longest length");
+        assert!(matches!(check(&long_name, "pw").await, PasswordCheck::Ok(_)));
+        let longest_pw = "p".repeat(crate::MAX_PASSWORD_LEN);
+        s.set_password("alice", &longest_pw).expect("passwd");
+        assert!(matches!(check("alice", &longest_pw).await, PasswordCheck::Ok(_)));
+        assert!(matches!(check(&format!("{long_name}a"), "pw").await, PasswordCheck::Wrong));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

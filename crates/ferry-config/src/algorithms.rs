@@ -319,6 +319,37 @@ mod tests {
     }
 
     #[test]
+    fn every_weak_family_is_refused_with_its_reason() {
+        let broken = "it relies on SHA-1, MD5, RIPEMD or DSA, which are broken";
+        let weak = "CBC mode, 3DES, RC4 and Blowfish are broken or weak";
+        for (name, why) in [
+            ("diffie-hellman-group14-sha1", broken),
+            ("ssh-dss", broken),
+            ("hmac-md5", broken),
+            ("hmac-ripemd160", broken),
+            ("aes256-cbc", weak),
+            ("3des-ctr", weak),
+            ("arcfour256", weak),
+            ("blowfish-ctr", weak),
+        ] {
+            assert_eq!(weakness(name), Some(why), "{name}");
+        }
+        assert_eq!(weakness("none"), Some("no encryption or integrity is never offered"));
+        assert!(weakness("sntrup761x25519-sha512@openssh.com").is_some_and(|w| w.contains("mlkem768x25519")));
+        assert_eq!(weakness("aes128-ctrr"), None, "a typo is not a weakness");
+        assert_eq!(weakness("ssh-dss-cert"), None, "only the exact name ssh-dss");
+    }
+
+    #[test]
+    fn each_list_is_read_back_by_its_name() {
+        let a = SshAlgorithms::default();
+        assert_eq!(a.get(Kex), Kex.defaults());
+        assert_eq!(a.get(Ciphers), CIPHERS);
+        assert_eq!(a.get(Macs), MACS);
+        assert_eq!(a.get(HostKeyAlgorithms), HostKeyAlgorithms.defaults());
+    }
+
+    #[test]
     fn template_shows_the_defaults() {
         for list in AlgorithmList::ALL {
             let line = format!("# {} = \"{}\"\n", list.key(), list.defaults().join(","));

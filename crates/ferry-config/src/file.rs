@@ -615,6 +615,18 @@ mod tests {
     }
 
     #[test]
+    fn load_reads_the_file_or_says_why_not() {
+        let dir = std::env::temp_dir().join(format!("ferry-config-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("ferry.toml");
+        std::fs::write(&path, "[limits]\nper_source_max_startups = 3\n").expect("write");
+        assert_eq!(Config::load(&path).expect("loads").limits.per_source_max_startups, 3);
+        let e = Config::load(&dir.join("missing.toml")).expect_err("no such file");
+        assert!(e.message.starts_with("cannot read it:") && e.hint.contains("ferry config init"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn bad_protocol_and_range() {
         let e = parse("[server]\nlisteners = [{ protocols = \"scp\", address = \"0.0.0.0:1\" }]\n").expect_err("no");
         assert_eq!(e.key.as_deref(), Some("server.listeners[0].protocols"));

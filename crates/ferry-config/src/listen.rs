@@ -156,5 +156,22 @@ mod tests {
         assert!("51000-50000".parse::<PortRange>().is_err());
         assert!("0-10".parse::<PortRange>().is_err());
         assert!("5".parse::<PortRange>().is_err());
+        // One port is a range too (a firewall that opens exactly one passive port).
+        assert_eq!("2121-2121".parse(), Ok(PortRange { first: 2121, last: 2121 }));
+        let r: PortRange = " 40000 - 40099 ".parse().expect("spaces around the numbers");
+        assert_eq!(r.to_string(), "40000-40099", "printed as `passive ports 40000-40099` and in firewall rules");
+    }
+
+    #[test]
+    fn which_protocols_need_ftp_and_how_they_are_named() {
+        // `serve` makes a TLS certificate (and `config check` inspects it) exactly when an FTP protocol is served.
+        assert!(!Protocol::Sftp.is_ftp());
+        assert!(Protocol::Ftps.is_ftp() && Protocol::FtpsImplicit.is_ftp() && Protocol::Ftp.is_ftp());
+        // `listening ftps-implicit on ...`: the names scripts read from stdout.
+        let shown: Vec<String> =
+            [Protocol::Sftp, Protocol::Ftps, Protocol::FtpsImplicit, Protocol::Ftp].iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["sftp", "ftps", "ftps-implicit", "ftp"]);
+        let e = "gopher=0.0.0.0:70".parse::<ListenerSpec>().expect_err("unknown protocol");
+        assert!(e.to_string().starts_with("unknown protocol \"gopher\""), "{e}");
     }
 }

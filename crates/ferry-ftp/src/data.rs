@@ -295,6 +295,72 @@ mod tests {
         assert_eq!(r.code, 500);
         assert!(r.text().contains("FTP bounce"));
         assert_eq!(check_active(sa("10.0.0.5:25"), sa("10.0.0.5:1234")).map_err(|r| r.code), Err(501));
+        assert_eq!(check_active(sa("10.0.0.5:1023"), sa("10.0.0.5:1234")).map_err(|r| r.code), Err(501));
+        assert!(check_active(sa("10.0.0.5:1024"), sa("10.0.0.5:1234")).is_ok(), "1024 is not privileged");
+    }
+
+    #[test]
+    fn which_accept_errors_are_worth_retrying() {
+        use io::ErrorKind as K;
+        for kind in [K::ConnectionAborted, K::ConnectionReset, K::Interrupted] {
+            assert!(transient(&io::Error::from(kind)), "{kind:?}");
+        }
+        assert!(transient(&io::Error::from_raw_os_error(24)), "EMFILE: out of file descriptors for a moment");
+        assert!(transient(&io::Error::from_raw_os_error(23)), "ENFILE");
+        assert!(!transient(&io::Error::from(K::PermissionDenied)));
+        assert!(!transient(&io::Error::from_raw_os_error(22)), "EINVAL: the listener is broken");
+    }
+
+    #[tokio::test]
+    async fn passive_closes_connections_from_another_address_and_waits_for_the_client() {
+        let ports = Arc::new(PassivePorts::new((1024, 65535)));
+        let l = listen(&ports, "127.0.0.1".parse().expect("ip")).map_err(|r| r.text()).expect("listener");
+        let port = l.port;
+        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None);
+        let thief = TcpSocket::new_v4().expect("socket");
+        thief.bind(sa("127.0.0.2:0")).expect("bind 127.0.0.2");
+        let mut thief = thief.connect(sa(&format!("127.0.0.1:{port}"))).await.expect("connect");
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut thief, &mut b))
+            .await
+            .expect("closed in time");
+        assert!(matches!(n, Ok(0) | Err(_)), "a data connection from another address was kept");
+        let _c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        assert!(w.accepted(Go { upload: false, tls: None }).await.is_ok());
+        match w.ready().await {
+            Ok(DataConn::Plain(tcp)) => {
+                assert!(tcp.nodelay().expect("nodelay"), "small transfers must not wait for delayed ACKs");
+                assert_eq!(tcp.peer_addr().expect("peer").ip(), sa("127.0.0.1:1").ip());
+            }
+            _ => panic!("no data connection"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_passive_wait_gives_its_port_back_at_once() {
+        let ports = Arc::new(PassivePorts::new((1024, 65535)));
+        let l = listen(&ports, "127.0.0.1".parse().expect("ip")).map_err(|r| r.text()).expect("listener");
+        let port = l.port;
+        drop(PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None));
+        let free = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            loop {
+                if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(free.is_ok(), "passive port {port} still held after its wait was dropped");
+    }
+
+    #[tokio::test]
+    async fn active_connections_come_from_the_control_connections_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let target = listener.local_addr().expect("addr");
+        let (dialed, accepted) = tokio::join!(dial_client(sa("127.0.0.2:21"), target, "t"), listener.accept());
+        assert!(dialed.is_ok());
+        assert_eq!(accepted.expect("accepted").1.ip(), sa("127.0.0.2:0").ip(), "not from the server's FTP address");
     }
 
     #[tokio::test]

@@ -1,0 +1,276 @@
+//! Logging in over SSH, as the README promises it, with a real russh client against `SshService`: a wrong
+//! password is answered after the failed-login delay and password stays on offer, a refused key is
+//! answered at once, the attempts per connection are limited, keyboard-interactive is refused with the
+//! methods that work, `ssh-rsa` (SHA-1) signatures are refused even where the legacy set names ssh-rsa,
+//! and a connection that does not log in within the grace is closed.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_auth::{Admission, UserStore};
+use ferry_config::{AlgorithmList, SshAlgorithms};
+use ferry_sftp::{Activity, Algorithms, SshService, SshSettings};
+use ferry_vfs::Vfs;
+use russh::client::{self, AuthResult, KeyboardInteractiveAuthResponse};
+use russh::keys::ssh_key::private::{Ed25519Keypair, RsaKeypair};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{MethodKind, MethodSet};
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+
+const DELAY: Duration = Duration::from_millis(400);
+const ATTEMPTS: usize = 3;
+const PASSWORD: &str = "a long passphrase";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct NoStorage;
+
+impl ferry_vfs::Storage for NoStorage {
+    fn open_home(&self, _home: &Path) -> std::io::Result<Arc<dyn Vfs>> {
+        Err(std::io::Error::other("no storage in this test"))
+    }
+}
+
+struct Client;
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, _key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    rsa: Arc<PrivateKey>,
+    ed25519: Arc<PrivateKey>,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server with user alice (password, an ed25519 and an RSA key) that serves every connection it accepts;
+/// its `[sftp] host_key_algorithms` is the legacy set's "+ssh-rsa", so ssh-rsa is in server-sig-algs.
+async fn server(grace: Duration) -> Server {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ferry-ssh-auth-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = UserStore::open(&dir.join("users.db")).unwrap();
+    store.add_user("alice", Some(PASSWORD), &dir.join("home")).unwrap();
+    let mut rng = rand010::rng();
+    let rsa = Arc::new(PrivateKey::from(RsaKeypair::random(&mut rng, 2048).unwrap()));
+    let ed25519 = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[3; 32])));
+    for k in [&rsa, &ed25519] {
+        store.add_key("alice", &k.public_key().to_openssh().unwrap()).unwrap();
+    }
+    let legacy = SshAlgorithms {
+        host_key_algorithms: ferry_config::parse_algorithm_list(AlgorithmList::HostKeyAlgorithms, "+ssh-rsa").unwrap(),
+        ..Default::default()
+    };
+    let settings = SshSettings {
+        window_size: 1 << 20,
+        max_packet_size: 32 * 1024,
+        idle_timeout: Duration::from_secs(600),
+        max_auth_attempts: ATTEMPTS,
+        failed_login_delay: DELAY,
+        algorithms: Algorithms::from_config(&legacy).unwrap(),
+    };
+    let host = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
+    let core = ferry_core::Core::new(Arc::new(store), Arc::new(NoStorage), ferry_core::Events::new());
+    let svc = Arc::new(SshService::new(vec![host], core, Arc::new(Activity::default()), &settings));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let svc = svc.clone();
+            tokio::spawn(svc.serve_connection(tcp, peer, Admission::new(grace, None)));
+        }
+    });
+    Server { addr, rsa, ed25519, _dir: TempDir(dir) }
+}
+
+async fn connect(s: &Server) -> client::Handle<Client> {
+    timeout(WAIT, client::connect(Arc::new(client::Config::default()), s.addr, Client)).await.unwrap().unwrap()
+}
+
+fn both_methods() -> MethodSet {
+    MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
+}
+
+fn assert_refused_with_both_methods(r: &AuthResult, what: &str) {
+    match r {
+        AuthResult::Failure { remaining_methods, partial_success: false } => {
+            assert_eq!(*remaining_methods, both_methods(), "{what}: the client must be able to try again")
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let r = timeout(WAIT, f).await.expect("answered in time");
+    (r, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_answered_after_the_delay_and_may_be_typed_again() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let (r, took) = timed(c.authenticate_password("alice", "wrong")).await;
+    assert_refused_with_both_methods(&r.unwrap(), "a wrong password");
+    assert!(took >= DELAY, "refused after {took:?}; the delay is {DELAY:?}");
+    let (r, took) = timed(c.authenticate_password("alice", PASSWORD)).await;
+    assert!(r.unwrap().success(), "the right password after a typo");
+    assert!(took < DELAY, "a right password is not delayed ({took:?})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_is_refused_like_a_wrong_password() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let (r, took) = timed(c.authenticate_password("mallory", PASSWORD)).await;
+    assert_refused_with_both_methods(&r.unwrap(), "an unknown user");
+    assert!(took >= DELAY, "an unknown user was answered after {took:?}: faster than a wrong password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_answered_at_once_and_the_next_key_works() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let stranger = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[4; 32])));
+    let (r, took) = timed(c.authenticate_publickey("alice", PrivateKeyWithHashAlg::new(stranger, None))).await;
+    assert_refused_with_both_methods(&r.unwrap(), "an unknown key");
+    assert!(took < DELAY, "a refused key was delayed ({took:?}): clients trying their keys would crawl");
+    let (r, _) = timed(c.authenticate_publickey("alice", PrivateKeyWithHashAlg::new(s.ed25519.clone(), None))).await;
+    assert!(r.unwrap().success(), "alice's key after a refused one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_rsa_sha1_signatures_are_refused_and_rsa_sha2_ones_accepted() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let (r, _) = timed(c.authenticate_publickey("alice", PrivateKeyWithHashAlg::new(s.rsa.clone(), None))).await;
+    assert_refused_with_both_methods(&r.unwrap(), "an ssh-rsa (SHA-1) signature");
+    let sha2 = PrivateKeyWithHashAlg::new(s.rsa.clone(), Some(HashAlg::Sha256));
+    let (r, _) = timed(c.authenticate_publickey("alice", sha2)).await;
+    assert!(r.unwrap().success(), "the same key with rsa-sha2-256");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyboard_interactive_is_refused_with_the_methods_that_work() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let (r, took) = timed(c.authenticate_keyboard_interactive_start("alice", None)).await;
+    match r.unwrap() {
+        KeyboardInteractiveAuthResponse::Failure { remaining_methods, .. } => {
+            assert_eq!(remaining_methods, both_methods())
+        }
+        other => panic!("keyboard-interactive: {other:?}"),
+    }
+    assert!(took < DELAY, "keyboard-interactive refused after {took:?}");
+    let (r, _) = timed(c.authenticate_password("alice", PASSWORD)).await;
+    assert!(r.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_ends_after_the_last_allowed_failure_over_every_method() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let stranger = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[5; 32])));
+    // Failures of both kinds count together.
+    let (r, _) = timed(c.authenticate_password("alice", "wrong")).await;
+    assert_refused_with_both_methods(&r.unwrap(), "failure 1");
+    for i in 2..ATTEMPTS {
+        let (r, _) = timed(c.authenticate_publickey("alice", PrivateKeyWithHashAlg::new(stranger.clone(), None))).await;
+        assert_refused_with_both_methods(&r.unwrap(), &format!("failure {i}"));
+    }
+    assert!(!c.is_closed(), "disconnected before the limit");
+    let (last, _) = timed(c.authenticate_password("alice", "wrong again")).await;
+    // The last failure is answered, then the server disconnects; even the right password is refused now.
+    if let Ok(r) = last {
+        assert!(!r.success());
+        let after = timeout(WAIT, c.authenticate_password("alice", PASSWORD)).await.expect("answered or closed");
+        assert!(after.map(|r| !r.success()).unwrap_or(true), "logged in after {ATTEMPTS} failures");
+    }
+    let closed = timeout(WAIT, async {
+        while !c.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still connected after {ATTEMPTS} failures");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_login_within_the_grace_closes_the_connection_but_a_login_keeps_it() {
+    let grace = Duration::from_millis(700);
+    let s = server(grace).await;
+    let idle = connect(&s).await;
+    let mut in_time = connect(&s).await;
+    let (r, _) = timed(in_time.authenticate_password("alice", PASSWORD)).await;
+    assert!(r.unwrap().success());
+    let start = Instant::now();
+    let closed = timeout(grace + WAIT, async {
+        while !idle.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection that never logged in is still open");
+    tokio::time::sleep(grace).await;
+    assert!(!in_time.is_closed(), "a logged-in connection was closed at the login grace ({:?})", start.elapsed());
+}
+
+/// What a channel that asked for `what` receives: stderr text, exit status, and whether the request failed.
+async fn refusal(c: &client::Handle<Client>, what: &str) -> (String, Option<u32>, bool) {
+    let mut ch = c.channel_open_session().await.unwrap();
+    match what {
+        "shell" => ch.request_shell(true).await.unwrap(),
+        "exec" => ch.exec(true, "ls /").await.unwrap(),
+        _ => ch.request_subsystem(true, what).await.unwrap(),
+    }
+    let (mut text, mut status, mut failed) = (String::new(), None, false);
+    let read = timeout(WAIT, async {
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                russh::ChannelMsg::ExtendedData { data, .. } => text.push_str(&String::from_utf8_lossy(&data)),
+                russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                russh::ChannelMsg::Failure => failed = true,
+                russh::ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the {what} request was never answered to the end");
+    (text, status, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_a_command_or_another_subsystem_gets_a_clear_refusal() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    let (r, _) = timed(c.authenticate_password("alice", PASSWORD)).await;
+    assert!(r.unwrap().success());
+    for what in ["shell", "exec", "netconf"] {
+        let (text, status, failed) = refusal(&c, what).await;
+        assert!(text.starts_with("This server provides SFTP only"), "{what}: {text:?}");
+        assert_eq!(status, Some(1), "{what}: a failure exit status");
+        assert!(failed, "{what}: the request itself is refused");
+    }
+}
