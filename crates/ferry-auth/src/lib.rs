@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod bans;
 mod error;
 mod password;
 mod store;
 
 pub use admission::{Admission, LoginWatch};
+pub use bans::{now_unix, Ban, FOREVER};
 pub use error::AuthError;
 pub use password::{generate_password, hash_password, verify_password, Busy, VERIFY_QUEUE};
 pub use store::{check_password, PasswordCheck, User, UserStore};

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS user_permissions (
     perms TEXT NOT NULL,
     PRIMARY KEY (user, path)
 );
+CREATE TABLE IF NOT EXISTS bans (
+    ip TEXT PRIMARY KEY NOT NULL,
+    until INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created INTEGER NOT NULL DEFAULT (unixepoch())
+);
 CREATE TABLE IF NOT EXISTS user_keys (
     user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     key TEXT NOT NULL,
@@ -123,7 +129,7 @@ impl UserStore {
         Ok(UserStore { conn: Mutex::new(conn) })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, AuthError>) -> Result<T, AuthError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, AuthError>) -> Result<T, AuthError> {
         // A poisoned lock only means another thread panicked mid-call; SQLite's own transactions keep
         // the data consistent, so carry on with the connection.
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());

@@ -20,7 +20,41 @@ pub struct Config {
     pub ftps: FtpsConfig,
     pub uploads: UploadsConfig,
     pub limits: LimitsConfig,
+    pub defender: DefenderConfig,
     pub log: LogConfig,
+}
+
+/// The defender (`[defender]`): scores each source address for failed logins, protocol garbage and
+/// limits hit, across every protocol, and bans it for a while once its score within the observation
+/// window reaches the threshold. Bans live in the user database, so they survive restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefenderConfig {
+    pub enabled: bool,
+    /// The score within [`observation`](Self::observation) that bans an address.
+    pub threshold: u32,
+    pub observation: Duration,
+    pub ban: Duration,
+    /// Addresses never banned automatically.
+    pub safelist: Vec<crate::Cidr>,
+    pub score_failed_login: u32,
+    pub score_garbage: u32,
+    pub score_limit: u32,
+}
+
+impl Default for DefenderConfig {
+    fn default() -> Self {
+        use crate::limits::*;
+        DefenderConfig {
+            enabled: true,
+            threshold: DEFENDER_THRESHOLD,
+            observation: DEFENDER_OBSERVATION,
+            ban: DEFENDER_BAN,
+            safelist: DEFENDER_SAFELIST.iter().filter_map(|c| crate::Cidr::parse(c).ok()).collect(),
+            score_failed_login: 1,
+            score_garbage: 1,
+            score_limit: 1,
+        }
+    }
 }
 
 /// Limits on connections before they log in (`[limits]`), so that one address cannot hurt anyone else.
@@ -157,6 +191,7 @@ impl Default for Config {
             ftps: FtpsConfig::default(),
             uploads: UploadsConfig::default(),
             limits: LimitsConfig::default(),
+            defender: DefenderConfig::default(),
             log: LogConfig { level: "info".into() },
         }
     }
@@ -201,6 +236,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    defender: RawDefender,
+    #[serde(default)]
     log: RawLog,
 }
 
@@ -211,6 +248,19 @@ struct RawLimits {
     max_startups: Option<Spanned<String>>,
     per_source_max_startups: Option<usize>,
     max_connections: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefender {
+    enabled: Option<bool>,
+    threshold: Option<u32>,
+    observation_secs: Option<u64>,
+    ban_secs: Option<u64>,
+    safelist: Option<Vec<Spanned<String>>>,
+    score_failed_login: Option<u32>,
+    score_garbage: Option<u32>,
+    score_limit: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -413,6 +463,43 @@ impl Config {
         if let Some(n) = raw.limits.max_connections {
             config.limits.max_connections = n.max(1);
         }
+        let d = raw.defender;
+        if let Some(on) = d.enabled {
+            config.defender.enabled = on;
+        }
+        if let Some(n) = d.threshold {
+            config.defender.threshold = n.max(1);
+        }
+        if let Some(secs) = d.observation_secs {
+            config.defender.observation = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = d.ban_secs {
+            config.defender.ban = Duration::from_secs(secs.max(1));
+        }
+        if let Some(list) = d.safelist {
+            config.defender.safelist = list
+                .iter()
+                .map(|c| {
+                    crate::Cidr::parse(c.get_ref()).map_err(|e| {
+                        err(
+                            Some(line_of(text, c.span().start)),
+                            Some("defender.safelist"),
+                            e,
+                            "for example safelist = [\"127.0.0.0/8\", \"::1\", \"10.0.0.0/8\"]",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        for (field, value) in [
+            (&mut config.defender.score_failed_login, d.score_failed_login),
+            (&mut config.defender.score_garbage, d.score_garbage),
+            (&mut config.defender.score_limit, d.score_limit),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
         config.server.data_dir = raw.server.data_dir;
         config.sftp.host_keys = raw.sftp.host_keys;
         use crate::AlgorithmList as L;
@@ -542,6 +629,23 @@ per_source_max_startups = 10
 # so that logged-in users always have file descriptors left.
 max_connections = 10000
 
+[defender]
+# Scores each client address, whatever the protocol, and bans it once its score within observation_secs
+# reaches the threshold: a banned address is closed at connect, before any TLS or SSH work, for ban_secs.
+# Bans are kept in the user database (they survive restarts); see `ferry ban list|add|remove`.
+enabled = true
+threshold = 10
+observation_secs = 600
+ban_secs = 1800
+# What each event adds to the score: a failed login (wrong password or user name, a key not authorised,
+# an account that may not log in now), bytes that are no protocol Ferry speaks, a per-address limit hit.
+score_failed_login = 1
+score_garbage = 1
+score_limit = 1
+# Addresses never banned automatically (this machine by default, as fail2ban's ignoreip: behind a local
+# proxy without the PROXY protocol every client would share its address).
+safelist = ["127.0.0.0/8", "::1/128"]
+
 [log]
 # A filter such as "info", "debug" or "ferry=debug,russh=warn". The RUST_LOG environment variable wins.
 level = "info"
@@ -612,6 +716,19 @@ mod tests {
         let e = parse("[limits]\nmax_startups = \"20:30:10\"\n").expect_err("start above full");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("limits.max_startups")));
         assert!(parse("[limits]\nmax_startups = \"a:b\"\n").is_err());
+    }
+
+    #[test]
+    fn defender_section() {
+        let d = Config::default().defender;
+        assert!(d.enabled);
+        assert_eq!((d.threshold, d.observation, d.ban), (10, Duration::from_secs(600), Duration::from_secs(1800)));
+        assert!(d.safelist.iter().any(|c| c.contains("127.0.0.1".parse().expect("ip"))));
+        let c = parse("[defender]\nthreshold = 3\nban_secs = 5\nsafelist = []\nscore_garbage = 0\n").expect("ok");
+        assert_eq!((c.defender.threshold, c.defender.ban, c.defender.score_garbage), (3, Duration::from_secs(5), 0));
+        assert!(c.defender.safelist.is_empty());
+        let e = parse("[defender]\nsafelist = [\n \"10.0.0.0/8\",\n \"ten\"]\n").expect_err("not a range");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("defender.safelist")));
     }
 
     #[test]

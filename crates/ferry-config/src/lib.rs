@@ -4,14 +4,16 @@
 #![forbid(unsafe_code)]
 
 mod algorithms;
+mod cidr;
 mod file;
 pub mod limits;
 mod listen;
 mod tls_names;
 
 pub use algorithms::{parse as parse_algorithm_list, AlgorithmError, AlgorithmList, SshAlgorithms};
+pub use cidr::Cidr;
 pub use file::{
-    Config, ConfigError, FtpsConfig, LimitsConfig, LogConfig, MaxStartups, ServerConfig, SftpConfig, UploadsConfig,
+    Config, ConfigError, DefenderConfig, FtpsConfig, LimitsConfig, LogConfig, MaxStartups, ServerConfig, SftpConfig, UploadsConfig,
     ANNOTATED_TEMPLATE,
 };
 pub use listen::{ListenerSpec, PortRange, Protocol, SpecError};

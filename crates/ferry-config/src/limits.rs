@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// The defender's defaults (`[defender]`): 10 failed logins from one address within 10 minutes ban it
+/// for 30 minutes.
+pub const DEFENDER_THRESHOLD: u32 = 10;
+pub const DEFENDER_OBSERVATION: Duration = Duration::from_secs(600);
+pub const DEFENDER_BAN: Duration = Duration::from_secs(1800);
+/// Never banned automatically: this machine (fail2ban's default ignoreip).
+pub const DEFENDER_SAFELIST: &[&str] = &["127.0.0.0/8", "::1/128"];
 /// How long a stopping server lets running transfers finish before it closes them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Time from TCP connect to a successful login (OpenSSH's LoginGraceTime is 120 s; we are stricter, and

@@ -7,6 +7,7 @@ use ferry_vfs::Storage;
 use russh::keys::PublicKey;
 
 use crate::account::refusal;
+use crate::defender::{Defender, Offence};
 use crate::event::{Event, Events, Who};
 use crate::gate::GatedVfs;
 use crate::permissions::Rules;
@@ -36,6 +37,7 @@ pub struct Core {
     storage: Arc<dyn Storage>,
     events: Arc<Events>,
     registry: Arc<Registry>,
+    defender: Arc<Defender>,
 }
 
 impl std::fmt::Debug for Core {
@@ -49,13 +51,33 @@ fn who(user: &str, client: &Client) -> Who {
 }
 
 impl Core {
+    /// A core without a defender (nobody is ever banned): for tests and tools.
     pub fn new(store: Arc<UserStore>, storage: Arc<dyn Storage>, events: Arc<Events>) -> Arc<Core> {
-        Arc::new(Core { store, storage, events, registry: Arc::default() })
+        let off = ferry_config::DefenderConfig { enabled: false, ..Default::default() };
+        Core::with_defender(store, storage, events, off)
     }
 
-    /// Ends live sessions whose account changes no longer allow them; run it for the server's lifetime.
+    /// A core whose defender follows `defender` (`[defender]`); the bans saved in the store apply at once.
+    pub fn with_defender(
+        store: Arc<UserStore>,
+        storage: Arc<dyn Storage>,
+        events: Arc<Events>,
+        defender: ferry_config::DefenderConfig,
+    ) -> Arc<Core> {
+        let defender = Defender::new(defender, store.clone(), events.clone());
+        defender.reload();
+        Arc::new(Core { store, storage, events, registry: Arc::default(), defender })
+    }
+
+    /// Ends live sessions whose account changes no longer allow them, and picks up bans made or lifted
+    /// by `ferry ban`; run it for the server's lifetime.
     pub async fn watch_accounts(self: Arc<Self>) {
-        self.registry.clone().watch(self.store.clone()).await
+        let defender = self.defender.clone();
+        self.registry.clone().watch(self.store.clone(), move || defender.reload()).await
+    }
+
+    pub fn defender(&self) -> &Arc<Defender> {
+        &self.defender
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -79,6 +101,7 @@ impl Core {
             Ok(PasswordCheck::Ok(found)) => found,
             Ok(PasswordCheck::Wrong) => {
                 self.login_failed(user, client, method, "wrong user name or password");
+                self.defender.record(client.ip, Offence::FailedLogin);
                 return Err(LoginError::Refused);
             }
             Ok(PasswordCheck::Busy) => {
@@ -110,6 +133,7 @@ impl Core {
             Some(found) => self.start(found, client, Some("publickey")).await,
             None => {
                 self.login_failed(user, client, Some("publickey"), "key not authorised for this user");
+                self.defender.record(client.ip, Offence::FailedLogin);
                 Err(LoginError::Refused)
             }
         }
@@ -135,6 +159,7 @@ impl Core {
     async fn start(&self, user: User, client: &Client, method: Option<&'static str>) -> Result<Session, LoginError> {
         if let Some(why) = refusal(&user, client.ip, client.protocol) {
             self.login_failed(&user.name, client, method, &why);
+            self.defender.record(client.ip, Offence::FailedLogin);
             return Err(LoginError::Refused);
         }
         let (storage, store) = (self.storage.clone(), self.store.clone());

@@ -66,6 +66,12 @@ pub enum Event {
         target: String,
         link: String,
     },
+    /// The defender banned an address.
+    Ban {
+        ip: std::net::IpAddr,
+        secs: u64,
+        reason: String,
+    },
     /// An operation the user's permission rules do not allow.
     Denied {
         who: Who,
@@ -133,6 +139,10 @@ impl Events {
             Event::Denied { who, perm, path } => tracing::warn!(
                 user = %who.user, client = %who.client, protocol = who.protocol, permission = perm, path = %path,
                 "permission denied: {perm} is not allowed here"
+            ),
+            Event::Ban { ip, secs, reason } => tracing::warn!(
+                client = %ip, ban_secs = secs,
+                "banned for {}: {reason} (`ferry ban remove {ip}` lifts it)", crate::defender::show_secs(secs)
             ),
             Event::Symlink { who, target, link } => tracing::info!(
                 user = %who.user, client = %who.client, protocol = who.protocol, target = %target, link = %link, "symlink"

@@ -9,6 +9,7 @@
 
 pub mod account;
 mod core;
+pub mod defender;
 mod event;
 mod gate;
 pub mod permissions;
@@ -16,6 +17,7 @@ mod registry;
 mod session;
 
 pub use crate::core::{Core, KeyLogin, LoginError, PasswordLogin};
+pub use defender::{Defender, Offence};
 pub use event::{Event, Events, Who};
 pub use gate::GatedVfs;
 pub use registry::Registry;

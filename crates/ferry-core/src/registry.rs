@@ -105,7 +105,9 @@ impl Registry {
     }
 
     /// Re-checks live sessions whenever the user store changes, and every minute; runs for ever.
-    pub async fn watch(self: Arc<Self>, store: Arc<UserStore>) {
+    /// `changed` (blocking) also runs whenever another process changed the store.
+    pub async fn watch(self: Arc<Self>, store: Arc<UserStore>, changed: impl Fn() + Send + Sync + 'static) {
+        let changed_hook = Arc::new(changed);
         let mut last_version = None;
         let mut last_full = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -115,6 +117,10 @@ impl Registry {
             let version = tokio::task::spawn_blocking(move || store2.data_version().ok()).await.ok().flatten();
             let changed = version.is_some() && version != last_version && last_version.is_some();
             last_version = version.or(last_version);
+            if changed {
+                let f = changed_hook.clone();
+                let _ = tokio::task::spawn_blocking(move || f()).await;
+            }
             if changed || last_full.elapsed() >= Duration::from_secs(60) {
                 last_full = Instant::now();
                 let (me, store) = (self.clone(), store.clone());

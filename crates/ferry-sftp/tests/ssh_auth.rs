@@ -5,14 +5,12 @@
 //! and a connection that does not log in within the grace is closed.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_auth::{Admission, UserStore};
 use ferry_config::{AlgorithmList, SshAlgorithms};
 use ferry_sftp::{Activity, Algorithms, SshService, SshSettings};
-use ferry_vfs::Vfs;
 use russh::client::{self, AuthResult, KeyboardInteractiveAuthResponse};
 use russh::keys::ssh_key::private::{Ed25519Keypair, RsaKeypair};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -24,14 +22,6 @@ const DELAY: Duration = Duration::from_millis(400);
 const ATTEMPTS: usize = 3;
 const PASSWORD: &str = "a long passphrase";
 const WAIT: Duration = Duration::from_secs(10);
-
-struct NoStorage;
-
-impl ferry_vfs::Storage for NoStorage {
-    fn open_home(&self, _home: &Path) -> std::io::Result<Arc<dyn Vfs>> {
-        Err(std::io::Error::other("no storage in this test"))
-    }
-}
 
 struct Client;
 
@@ -70,6 +60,7 @@ async fn server(grace: Duration) -> Server {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let store = UserStore::open(&dir.join("users.db")).unwrap();
+    std::fs::create_dir_all(dir.join("home")).unwrap();
     store.add_user("alice", Some(PASSWORD), &dir.join("home")).unwrap();
     let mut rng = rand010::rng();
     let rsa = Arc::new(PrivateKey::from(RsaKeypair::random(&mut rng, 2048).unwrap()));
@@ -90,7 +81,7 @@ async fn server(grace: Duration) -> Server {
         algorithms: Algorithms::from_config(&legacy).unwrap(),
     };
     let host = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
-    let core = ferry_core::Core::new(Arc::new(store), Arc::new(NoStorage), ferry_core::Events::new());
+    let core = ferry_core::Core::new(Arc::new(store), Arc::new(ferry_vfs::local::LocalStorage::default()), ferry_core::Events::new());
     let svc = Arc::new(SshService::new(vec![host], core, Arc::new(Activity::default()), &settings));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

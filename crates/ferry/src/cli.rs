@@ -37,6 +37,9 @@ pub enum Command {
     /// Write or check a configuration file
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// List, add or lift bans of client addresses (the defender's, and your own)
+    #[command(subcommand)]
+    Ban(BanCmd),
     /// Print the firewall rules the configuration needs (listeners and the FTPS passive range)
     Firewall(FirewallArgs),
     /// Tell what a host:port really speaks (SSH, FTP, implicit TLS) and what is wrong with it
@@ -126,6 +129,8 @@ pub enum UserCmd {
     Key(KeyCmd),
     /// Change a user's settings
     Set(UserSetArgs),
+    /// Print everything a partner needs to connect: host, ports, fingerprints, client settings
+    Sheet(SheetArgs),
     /// Stop a user from logging in, and end their live sessions
     Disable { name: String },
     /// Let a disabled user log in again
@@ -173,6 +178,36 @@ pub struct UserSetArgs {
     /// Download bandwidth, bytes per second
     #[arg(long, value_name = "BYTES/S")]
     pub download_rate: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct SheetArgs {
+    pub name: String,
+    /// The host name partners use [default: the listener's address, or this machine's name]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The listeners and passive ports, as for `serve` [default: the configuration's]
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BanCmd {
+    /// The bans in force: address, until when, why
+    List {
+        /// One JSON array, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address; a running server closes its new connections at once
+    Add {
+        ip: String,
+        /// How long: 30m, 1h, 2d, 3600 (seconds) or forever [default: [defender] ban_secs]
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: Option<String>,
+    },
+    /// Lift the ban of an address
+    Remove { ip: String },
 }
 
 #[derive(Subcommand, Debug)]

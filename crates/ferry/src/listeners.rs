@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferry_auth::Admission;
 use ferry_config::{ListenerSpec, Protocol};
+use ferry_core::{Defender, Offence};
 use ferry_ftp::{FtpMode, FtpService};
 use ferry_sftp::SshService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,6 +94,8 @@ pub struct Services {
     /// After the greeting on a port that also serves SFTP, silence this long means an SSH client that
     /// waits for the server's version line.
     pub ssh_wait: Duration,
+    /// Bans at accept, and scores for limits hit and garbage.
+    pub defender: Arc<Defender>,
 }
 
 /// Accepts connections on one listener until the task is aborted.
@@ -113,11 +116,20 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // A banned address is closed before anything else: no TLS, no key exchange, no detection.
+        if services.defender.is_banned(peer.ip()) {
+            services.defender.knocked(peer.ip());
+            refuse_at_accept(&stream, kind, BANNED);
+            continue;
+        }
         let (open, admission) = match gate.admit(peer.ip(), rand::random::<u32>() % 100) {
             Ok(a) => a,
             Err(why) => {
                 gate.refused(why, peer.ip());
-                refuse_at_accept(&stream, kind, why);
+                if why == Refusal::PerSource {
+                    services.defender.record(peer.ip(), Offence::LimitHit);
+                }
+                refuse_at_accept(&stream, kind, why.message());
                 continue;
             }
         };
@@ -141,14 +153,17 @@ pub async fn accept_loop(
     }
 }
 
+/// What a banned client is told.
+const BANNED: &str = "Your address is banned for a while after repeated failed logins; try again later";
+
 /// Tells a refused client why, in one write that never waits (a flood must not hold sockets open):
 /// a `421` line where an FTP client may be listening, a plain line for SSH clients (they show it), and
 /// nothing on an implicit-FTPS-only port, where the client expects TLS.
-fn refuse_at_accept(stream: &TcpStream, kind: ListenerKind, why: Refusal) {
+fn refuse_at_accept(stream: &TcpStream, kind: ListenerKind, why: &str) {
     let line = if kind.explicit.is_some() {
-        format!("421 {}\r\n", why.message())
+        format!("421 {why}\r\n")
     } else if kind.sftp {
-        format!("{}\r\n", why.message())
+        format!("{why}\r\n")
     } else {
         return;
     };
@@ -179,6 +194,9 @@ async fn serve(
     let opening = classify(&first);
     if !first.is_empty() && !matches!(opening, Opening::NeedMore) && !kind.serves(opening) {
         hint_wrong_protocol(opening, peer, listen, svc, "single-protocol");
+        if opening == Opening::Unknown {
+            svc.defender.record(peer.ip(), Offence::Garbage);
+        }
     }
 }
 
@@ -327,6 +345,10 @@ async fn refuse(
         _ => b"",
     };
     hint_wrong_protocol(opening, peer, listen, svc, if greeted { "after the FTP greeting" } else { "multi-protocol" });
+    // A client on the wrong port is confused, not hostile; bytes of no protocol at all are a probe.
+    if opening == Opening::Unknown {
+        svc.defender.record(peer.ip(), Offence::Garbage);
+    }
     if !to_client.is_empty() {
         let _ = stream.write_all(to_client).await;
     }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod authorized_keys;
+mod ban_cmd;
 mod bootstrap;
 mod cli;
 mod config_cmd;
@@ -14,6 +15,7 @@ mod logging;
 mod prefixed;
 mod probe_cmd;
 mod serve;
+mod sheet;
 mod user_cmd;
 
 use std::process::ExitCode;
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::User(cmd) => user_cmd::run(&cli.global, cmd),
         Command::Config(cmd) => config_cmd::run(&cli.global, cmd),
+        Command::Ban(cmd) => ban_cmd::run(&cli.global, cmd),
         Command::Firewall(args) => firewall::run(&cli.global, args),
         Command::Probe(args) => probe_cmd::run(args),
     };

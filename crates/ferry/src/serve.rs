@@ -226,7 +226,7 @@ async fn serve(
     };
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
     // Every protocol logs in through the core: one place for credentials, storage and events.
-    let core = Core::new(store.clone(), storage.clone(), Events::new());
+    let core = Core::with_defender(store.clone(), storage.clone(), Events::new(), config.defender.clone());
     // Account changes made with `ferry user ...` reach live sessions without a restart.
     tokio::spawn(core.clone().watch_accounts());
     let ssh = Arc::new(SshService::new(
@@ -292,6 +292,7 @@ async fn serve(
         directory,
         detect_wait: config.server.detection_wait,
         ssh_wait: limits::SSH_AFTER_GREETING_WAIT,
+        defender: core.defender().clone(),
     });
     let mut accepts = JoinSet::new();
     for (_, kind, listener, addr) in bound {

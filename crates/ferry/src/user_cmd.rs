@@ -118,6 +118,9 @@ fn rule_path(path: &str) -> Result<String, CliError> {
 }
 
 pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
+    if let UserCmd::Sheet(args) = cmd {
+        return crate::sheet::run(global, args);
+    }
     let Env { data_dir, .. } = crate::bootstrap::load(global)?;
     let store = open_store(&data_dir)?;
     match cmd {
@@ -317,6 +320,7 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             );
             Ok(())
         }
+        UserCmd::Sheet(_) => Ok(()),
         UserCmd::Disable { name } => {
             store.set_disabled(name, true)?;
             println!("disabled {name}: no login, and a running server ends their sessions within seconds");
