@@ -42,7 +42,9 @@ def test_sftp_and_ftps_log_the_same_changes(frdir):
         ftps.rename(f"{base}/f/a.txt", f"{base}/f/b.txt")
         ftps.delete(f"{base}/f/b.txt")
         ftps.rmd(f"{base}/f")
+    # Each session logs its logout once the server has seen the connection close, in either order.
     assert srv.wait_for_log(r'logout user="?alice"?.*protocol="?ftps', since=before, timeout=5)
+    assert srv.wait_for_log(r'logout user="?alice"?.*protocol="?sftp', since=before, timeout=5)
     log = srv.log()[before:]
     sftp_events = event_lines(log, "sftp")
     ftps_events = event_lines(log, "ftps")

@@ -42,13 +42,13 @@ def test_restricting_key_options_are_refused_with_the_line(server, ferry, tmp_pa
     ak = tmp_path / "authorized_keys"
     ak.write_text(f"{pub(a).read_text().strip()}\nfrom=\"10.0.0.0/8\" {pub(a).read_text().strip()}\n")
     p = run_ferry(ferry, srv.data_dir, "user", "key", "add", "lee", str(ak), check=False)
-    assert p.returncode == 2, p
+    assert p.returncode == 1, p
     assert f"{ak}:2:" in p.stderr and "--allow-from" in p.stderr, p.stderr
     assert run_ferry(ferry, srv.data_dir, "user", "key", "list", "lee").stdout == "", "nothing may be added"
     junk = tmp_path / "junk"
     junk.write_text("ssh-ed25519 notbase64 x\n")
     p = run_ferry(ferry, srv.data_dir, "user", "key", "add", "lee", str(junk), check=False)
-    assert p.returncode == 2 and f"{junk}:1:" in p.stderr, p.stderr
+    assert p.returncode == 1 and f"{junk}:1:" in p.stderr, p.stderr
 
 
 def test_user_add_reads_every_key_and_show_and_json(server, ferry, tmp_path):

@@ -27,6 +27,11 @@ pub struct User {
     pub protocols: Option<Vec<String>>,
     /// Bumped whenever the password or the keys change, so live sessions can tell.
     pub credentials: i64,
+    /// Sessions at once (`None`: `[limits] max_sessions_per_user`; 0: no limit).
+    pub max_sessions: Option<u64>,
+    /// Bytes per second per session, uploading and downloading (`None`: no limit).
+    pub upload_rate: Option<u64>,
+    pub download_rate: Option<u64>,
 }
 
 /// Users in a SQLite file. Every call reads the database afresh, so changes made by another process
@@ -69,11 +74,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("allow_from", "ALTER TABLE users ADD COLUMN allow_from TEXT"),
     ("protocols", "ALTER TABLE users ADD COLUMN protocols TEXT"),
     ("credentials", "ALTER TABLE users ADD COLUMN credentials INTEGER NOT NULL DEFAULT 0"),
+    ("max_sessions", "ALTER TABLE users ADD COLUMN max_sessions INTEGER"),
+    ("upload_rate", "ALTER TABLE users ADD COLUMN upload_rate INTEGER"),
+    ("download_rate", "ALTER TABLE users ADD COLUMN download_rate INTEGER"),
 ];
 
 const USER_COLUMNS: &str = "SELECT name, home, password_hash IS NOT NULL,
         (SELECT count(*) FROM user_keys k WHERE k.user = u.name),
-        disabled, expires, allow_from, protocols, credentials
+        disabled, expires, allow_from, protocols, credentials, max_sessions, upload_rate, download_rate
     FROM users u";
 
 fn list_field(text: Option<String>) -> Vec<String> {
@@ -92,6 +100,9 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         allow_from: list_field(r.get(6)?),
         protocols: r.get::<_, Option<String>>(7)?.map(|p| list_field(Some(p))),
         credentials: r.get(8)?,
+        max_sessions: r.get::<_, Option<i64>>(9)?.map(|n| n.max(0) as u64),
+        upload_rate: r.get::<_, Option<i64>>(10)?.filter(|n| *n > 0).map(|n| n as u64),
+        download_rate: r.get::<_, Option<i64>>(11)?.filter(|n| *n > 0).map(|n| n as u64),
     })
 }
 
@@ -292,6 +303,22 @@ impl UserStore {
     /// Protocol names (checked by the caller); `None`: every protocol.
     pub fn set_protocols(&self, name: &str, protocols: Option<&[String]>) -> Result<(), AuthError> {
         self.set_account(name, "protocols", protocols.map(|p| p.join(",")))
+    }
+
+    /// Sessions at once; `None`: the server's default.
+    pub fn set_max_sessions(&self, name: &str, n: Option<u64>) -> Result<(), AuthError> {
+        self.set_account(name, "max_sessions", n.map(|n| n.to_string()))
+    }
+
+    /// Bytes per second per session; `None` or 0: no limit.
+    pub fn set_rates(&self, name: &str, upload: Option<Option<u64>>, download: Option<Option<u64>>) -> Result<(), AuthError> {
+        if let Some(up) = upload {
+            self.set_account(name, "upload_rate", up.filter(|n| *n > 0).map(|n| n.to_string()))?;
+        }
+        if let Some(down) = download {
+            self.set_account(name, "download_rate", down.filter(|n| *n > 0).map(|n| n.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Changes whenever another connection (another process: the `ferry user` commands) has committed a

@@ -70,6 +70,10 @@ pub struct LimitsConfig {
     pub per_source_max_startups: usize,
     /// Connections of every kind at once (lowered at start to fit the open-file limit).
     pub max_connections: usize,
+    /// Connections of every kind from one address (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Sessions one user may have at once, unless set for the user (0: no limit).
+    pub max_sessions_per_user: usize,
 }
 
 /// `start:rate:full`, as OpenSSH's MaxStartups.
@@ -109,6 +113,8 @@ impl Default for LimitsConfig {
             max_startups: MaxStartups { start: 20, rate: 30, full: 100 },
             per_source_max_startups: DEFAULT_PER_SOURCE_MAX_STARTUPS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: 0,
+            max_sessions_per_user: 0,
         }
     }
 }
@@ -168,6 +174,25 @@ pub struct FtpsConfig {
 pub struct LogConfig {
     /// A tracing filter such as `info` or `ferry=debug,russh=info`. `RUST_LOG` wins over it.
     pub level: String,
+    /// How each line on stderr is written.
+    pub format: LogFormat,
+    /// A transfer log in the xferlog format of wu-ftpd, ProFTPD and vsftpd, if wanted.
+    pub xferlog: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text, xferlog: None }
+    }
+}
+
+/// The format of the log lines on stderr (`[log] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL message key=value ...`, for people and fail2ban.
+    Text,
+    /// One JSON object a line with every field, for log collectors.
+    Json,
 }
 
 impl Default for Config {
@@ -192,7 +217,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             limits: LimitsConfig::default(),
             defender: DefenderConfig::default(),
-            log: LogConfig { level: "info".into() },
+            log: LogConfig::default(),
         }
     }
 }
@@ -248,6 +273,8 @@ struct RawLimits {
     max_startups: Option<Spanned<String>>,
     per_source_max_startups: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_sessions_per_user: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -317,6 +344,8 @@ struct RawSftp {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<String>,
+    format: Option<Spanned<String>>,
+    xferlog: Option<Spanned<PathBuf>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -463,6 +492,12 @@ impl Config {
         if let Some(n) = raw.limits.max_connections {
             config.limits.max_connections = n.max(1);
         }
+        if let Some(n) = raw.limits.max_connections_per_ip {
+            config.limits.max_connections_per_ip = n;
+        }
+        if let Some(n) = raw.limits.max_sessions_per_user {
+            config.limits.max_sessions_per_user = n;
+        }
         let d = raw.defender;
         if let Some(on) = d.enabled {
             config.defender.enabled = on;
@@ -521,6 +556,31 @@ impl Config {
         })?;
         if let Some(level) = raw.log.level {
             config.log.level = level;
+        }
+        if let Some(format) = raw.log.format {
+            config.log.format = match format.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(err(
+                        Some(line_of(text, format.span().start)),
+                        Some("log.format"),
+                        format!("{other:?} is not a log format"),
+                        "format = \"text\" (one readable line per event) or \"json\" (one JSON object per line)",
+                    ))
+                }
+            };
+        }
+        if let Some(xferlog) = raw.log.xferlog {
+            if xferlog.get_ref().as_os_str().is_empty() {
+                return Err(err(
+                    Some(line_of(text, xferlog.span().start)),
+                    Some("log.xferlog"),
+                    format!("{:?} is not a file name", xferlog.get_ref()),
+                    "name the file to append transfers to, e.g. xferlog = \"/var/log/ferry/xferlog\", or remove the key",
+                ));
+            }
+            config.log.xferlog = Some(xferlog.into_inner());
         }
         Ok(config)
     }
@@ -629,6 +689,14 @@ per_source_max_startups = 10
 # so that logged-in users always have file descriptors left.
 max_connections = 10000
 
+# Connections of every kind from one address, logged in or not (0: no limit, as vsftpd's max_per_ip; many
+# partners sit behind one NAT address, so set it with care).
+max_connections_per_ip = 0
+
+# Sessions (logged-in connections, any protocol) one user may have at once; `ferry user set NAME
+# --max-sessions N` sets it per user (0: no limit).
+max_sessions_per_user = 0
+
 [defender]
 # Scores each client address, whatever the protocol, and bans it once its score within observation_secs
 # reaches the threshold: a banned address is closed at connect, before any TLS or SSH work, for ban_secs.
@@ -649,6 +717,16 @@ safelist = ["127.0.0.0/8", "::1/128"]
 [log]
 # A filter such as "info", "debug" or "ferry=debug,russh=warn". The RUST_LOG environment variable wins.
 level = "info"
+
+# How log lines on stderr are written: "text" (one readable line per event, as fail2ban reads it) or
+# "json" (one JSON object per line with every field: timestamp, level, message, user, client, protocol,
+# path, bytes_read, bytes_written, duration_ms, ...).
+format = "text"
+
+# A transfer log in the xferlog format of wu-ftpd, ProFTPD and vsftpd: one line per completed or cut-off
+# transfer, SFTP and FTPS alike, times in UTC. Appended to, created mode 0640 if missing, and reopened on
+# SIGHUP (for logrotate's postrotate `kill -HUP`). Unset: no transfer log.
+# xferlog = "/var/log/ferry/xferlog"
 "#;
 
 #[cfg(test)]
@@ -750,5 +828,20 @@ mod tests {
         let e = parse("[server]\npassive_ports = \"9-1\"\n").expect_err("no");
         assert_eq!(e.key.as_deref(), Some("server.passive_ports"));
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn log_section() {
+        let d = Config::default().log;
+        assert_eq!((d.format, d.xferlog), (LogFormat::Text, None));
+        let c = parse("[log]\nformat = \"json\"\nxferlog = \"/var/log/ferry/xferlog\"\n").expect("parses");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.xferlog.as_deref(), Some(Path::new("/var/log/ferry/xferlog")));
+        assert_eq!(parse("[log]\nformat = \"text\"\n").expect("parses").log.format, LogFormat::Text);
+        let e = parse("[log]\n\nformat = \"xml\"\n").expect_err("not a format");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("log.format")));
+        assert!(e.hint.contains("json"), "{e}");
+        let e = parse("[log]\nxferlog = \"\"\n").expect_err("empty path");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("log.xferlog")));
     }
 }

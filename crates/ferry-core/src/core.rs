@@ -26,6 +26,9 @@ pub enum LoginError {
     StoreUnavailable,
     /// The user's home cannot be opened (missing, unreadable, or reached through a symlink).
     HomeUnavailable,
+    /// A limit refused the session (the user has all the sessions they may have); the text is for the
+    /// client.
+    Limit(String),
 }
 
 pub type PasswordLogin = Result<Session, LoginError>;
@@ -38,6 +41,8 @@ pub struct Core {
     events: Arc<Events>,
     registry: Arc<Registry>,
     defender: Arc<Defender>,
+    /// `[limits] max_sessions_per_user`, for users without their own (0: no limit).
+    max_sessions_per_user: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Core {
@@ -66,7 +71,12 @@ impl Core {
     ) -> Arc<Core> {
         let defender = Defender::new(defender, store.clone(), events.clone());
         defender.reload();
-        Arc::new(Core { store, storage, events, registry: Arc::default(), defender })
+        Arc::new(Core { store, storage, events, registry: Arc::default(), defender, max_sessions_per_user: 0.into() })
+    }
+
+    /// Sessions a user without a limit of their own may have at once (0: no limit).
+    pub fn set_max_sessions_per_user(&self, n: usize) {
+        self.max_sessions_per_user.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ends live sessions whose account changes no longer allow them, and picks up bans made or lifted
@@ -185,9 +195,26 @@ impl Core {
             }
         };
         let who = who(&user.name, client);
+        let max = match user.max_sessions {
+            Some(n) => n as usize,
+            None => self.max_sessions_per_user.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let membership = match self.registry.join(&user.name, client.ip, client.protocol, user.credentials, max) {
+            Ok(m) => m,
+            Err(has) => {
+                self.events.emit(Event::LimitHit {
+                    who,
+                    why: format!("the user has {has} sessions, the most allowed (max_sessions {max})"),
+                });
+                return Err(LoginError::Limit(format!(
+                    "Too many sessions for {}: {max} at once; close one and try again",
+                    user.name
+                )));
+            }
+        };
         self.events.emit(Event::Login { who: who.clone(), method });
-        let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(GatedVfs::new(vfs, who.clone(), self.events.clone(), rules));
-        let membership = self.registry.join(&user.name, client.ip, client.protocol, user.credentials);
+        let gated = GatedVfs::new(vfs, who.clone(), self.events.clone(), rules).with_rates(user.upload_rate, user.download_rate);
+        let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(gated);
         Ok(Session::new(who, gated, self.events.clone(), membership))
     }
 }

@@ -66,6 +66,11 @@ pub enum Event {
         target: String,
         link: String,
     },
+    /// A limit refused something (a session beyond the user's maximum).
+    LimitHit {
+        who: Who,
+        why: String,
+    },
     /// The defender banned an address.
     Ban {
         ip: std::net::IpAddr,
@@ -80,16 +85,51 @@ pub enum Event {
     },
 }
 
-/// Where events go. Today: the process log (stderr), one line each.
-#[derive(Debug, Default)]
-pub struct Events {}
+/// One completed or cut-off transfer, as a transfer log (xferlog) records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferRecord<'a> {
+    pub who: &'a Who,
+    pub path: &'a str,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub duration_ms: u64,
+    /// False when the transfer was cut off.
+    pub completed: bool,
+}
+
+/// A second home for transfer events besides the process log. It is called on the session's task, so it
+/// must be quick and must not fail loudly: a sink that cannot write reports it itself and carries on.
+pub trait TransferLog: Send + Sync {
+    fn record(&self, transfer: &TransferRecord<'_>);
+}
+
+/// Where events go: the process log (stderr), one line each, and transfers also to an optional
+/// [`TransferLog`].
+#[derive(Default)]
+pub struct Events {
+    transfer_log: Option<Arc<dyn TransferLog>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").field("transfer_log", &self.transfer_log.is_some()).finish()
+    }
+}
 
 impl Events {
     pub fn new() -> Arc<Events> {
-        Arc::new(Events {})
+        Arc::new(Events::default())
+    }
+
+    /// Events that also record every transfer in `log`.
+    pub fn with_transfer_log(log: Arc<dyn TransferLog>) -> Arc<Events> {
+        Arc::new(Events { transfer_log: Some(log) })
     }
 
     pub fn emit(&self, e: Event) {
+        if let Some(log) = &self.transfer_log {
+            record_transfer(log.as_ref(), &e);
+        }
         match e {
             Event::Login { who, method: Some(method) } => {
                 tracing::info!(user = %who.user, client = %who.client, protocol = who.protocol, method, "login")
@@ -140,6 +180,9 @@ impl Events {
                 user = %who.user, client = %who.client, protocol = who.protocol, permission = perm, path = %path,
                 "permission denied: {perm} is not allowed here"
             ),
+            Event::LimitHit { who, why } => tracing::warn!(
+                user = %who.user, client = %who.client, protocol = who.protocol, "limit: refused: {why}"
+            ),
             Event::Ban { ip, secs, reason } => tracing::warn!(
                 client = %ip, ban_secs = secs,
                 "banned for {}: {reason} (`ferry ban remove {ip}` lifts it)", crate::defender::show_secs(secs)
@@ -148,5 +191,65 @@ impl Events {
                 user = %who.user, client = %who.client, protocol = who.protocol, target = %target, link = %link, "symlink"
             ),
         }
+    }
+}
+
+fn record_transfer(log: &dyn TransferLog, e: &Event) {
+    let (who, path, bytes_read, bytes_written, duration_ms, completed) = match e {
+        Event::Transfer { who, path, bytes_read, bytes_written, duration_ms } => {
+            (who, path, *bytes_read, *bytes_written, *duration_ms, true)
+        }
+        Event::TransferInterrupted { who, path, bytes_read, bytes_written, duration_ms, .. } => {
+            (who, path, *bytes_read, *bytes_written, *duration_ms, false)
+        }
+        _ => return,
+    };
+    log.record(&TransferRecord { who, path, bytes_read, bytes_written, duration_ms, completed });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, u64, bool)>>);
+
+    impl TransferLog for Recorder {
+        fn record(&self, t: &TransferRecord<'_>) {
+            self.0.lock().expect("lock").push((t.path.to_string(), t.bytes_written, t.completed));
+        }
+    }
+
+    #[test]
+    fn transfers_and_only_transfers_reach_the_transfer_log() {
+        let recorder = Arc::new(Recorder::default());
+        let events = Events::with_transfer_log(recorder.clone());
+        let who = Who { user: "alice".into(), client: "127.0.0.1:5000".into(), protocol: "sftp" };
+        events.emit(Event::Login { who: who.clone(), method: Some("password") });
+        events.emit(Event::Transfer {
+            who: who.clone(),
+            path: "/a".into(),
+            bytes_read: 0,
+            bytes_written: 5,
+            duration_ms: 1,
+        });
+        events.emit(Event::TransferInterrupted {
+            who: who.clone(),
+            path: "/b".into(),
+            bytes_read: 0,
+            bytes_written: 3,
+            duration_ms: 1,
+            why: "connection lost".into(),
+        });
+        events.emit(Event::Delete { who: who.clone(), path: "/a".into() });
+        events.emit(Event::Logout { who, duration_ms: 9 });
+        let got = recorder.0.lock().expect("lock").clone();
+        assert_eq!(got, vec![("/a".to_string(), 5, true), ("/b".to_string(), 3, false)]);
+        Events::new().emit(Event::Mkdir {
+            who: Who { user: "-".into(), client: "c".into(), protocol: "ftps" },
+            path: "/d".into(),
+        });
     }
 }

@@ -10,6 +10,7 @@ use ferry_vfs::{DirHandle, FileHandle, FsError, FsResult, FsStats, Metadata, Ope
 
 use crate::event::{Event, Events, Who};
 use crate::permissions::{Perm, PermSet, Rules};
+use crate::throttle::{Throttle, ThrottledFile};
 
 /// A user's storage as the protocols see it.
 pub struct GatedVfs {
@@ -17,11 +18,21 @@ pub struct GatedVfs {
     who: Who,
     events: Arc<Events>,
     rules: Rules,
+    /// The session's bandwidth limits, shared by all its files.
+    up: Option<Arc<Throttle>>,
+    down: Option<Arc<Throttle>>,
 }
 
 impl GatedVfs {
     pub fn new(inner: Arc<dyn Vfs>, who: Who, events: Arc<Events>, rules: Rules) -> GatedVfs {
-        GatedVfs { inner, who, events, rules }
+        GatedVfs { inner, who, events, rules, up: None, down: None }
+    }
+
+    /// Limits the session's uploads and downloads to these rates (bytes per second).
+    pub fn with_rates(mut self, up: Option<u64>, down: Option<u64>) -> GatedVfs {
+        self.up = up.map(|r| Arc::new(Throttle::new(r)));
+        self.down = down.map(|r| Arc::new(Throttle::new(r)));
+        self
     }
 
     /// Allows `perm` at `path` or refuses it, with one log line.
@@ -148,16 +159,21 @@ impl Vfs for GatedVfs {
             self.check_write(path).await?;
         }
         let inner = self.inner.open(path, opts).await?;
-        if self.rules.is_empty() {
-            return Ok(inner);
+        let file: Box<dyn FileHandle> = if self.rules.is_empty() {
+            inner
+        } else {
+            Box::new(GatedFile {
+                inner,
+                path: path.clone(),
+                set: self.rules.at(path),
+                who: self.who.clone(),
+                events: self.events.clone(),
+            })
+        };
+        if self.up.is_none() && self.down.is_none() {
+            return Ok(file);
         }
-        Ok(Box::new(GatedFile {
-            inner,
-            path: path.clone(),
-            set: self.rules.at(path),
-            who: self.who.clone(),
-            events: self.events.clone(),
-        }))
+        Ok(Box::new(ThrottledFile { inner: file, up: self.up.clone(), down: self.down.clone() }))
     }
 
     async fn create_dir(&self, path: &VPath, mode: Option<u32>) -> FsResult<()> {

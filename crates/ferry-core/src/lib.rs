@@ -15,10 +15,12 @@ mod gate;
 pub mod permissions;
 mod registry;
 mod session;
+mod throttle;
 
 pub use crate::core::{Core, KeyLogin, LoginError, PasswordLogin};
 pub use defender::{Defender, Offence};
-pub use event::{Event, Events, Who};
+pub use event::{Event, Events, TransferLog, TransferRecord, Who};
 pub use gate::GatedVfs;
 pub use registry::Registry;
 pub use session::{Client, Session};
+pub use throttle::Throttle;

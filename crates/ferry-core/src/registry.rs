@@ -49,19 +49,28 @@ impl Drop for Membership {
 }
 
 impl Registry {
+    /// Joins, unless `user` already has `max` sessions (0: no limit); then `Err` says how many.
     pub(crate) fn join(
         self: &Arc<Self>,
         user: &str,
         ip: IpAddr,
         protocol: &'static str,
         credentials: i64,
-    ) -> Membership {
+        max: usize,
+    ) -> Result<Membership, usize> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (end, ended) = watch::channel(None);
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(id, Live { user: user.to_string(), ip, protocol, credentials, end });
+        // Counted and joined under one lock, so two logins at once cannot both take the last place.
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if max > 0 {
+            let has = live.values().filter(|s| s.user == user).count();
+            if has >= max {
+                return Err(has);
+            }
         }
-        Membership { registry: self.clone(), id, ended }
+        live.insert(id, Live { user: user.to_string(), ip, protocol, credentials, end });
+        drop(live);
+        Ok(Membership { registry: self.clone(), id, ended })
     }
 
     /// How many sessions `user` has now.

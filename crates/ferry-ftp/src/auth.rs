@@ -25,6 +25,10 @@ where
                 let _ = self.reply(Reply::new(421, "Server error: your home directory is not available")).await;
                 return Flow::Close;
             }
+            Err(LoginError::Limit(text)) => {
+                let _ = self.reply(Reply::new(421, text)).await;
+                return Flow::Close;
+            }
             Err(LoginError::StoreUnavailable) => {
                 let _ =
                     self.reply(Reply::new(421, "Server error: the user store is not available; try again later")).await;

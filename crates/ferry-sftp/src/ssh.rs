@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_auth::Admission;
-use ferry_core::{Client, Core};
+use ferry_core::{Client, Core, LoginError};
 use russh::keys::{Algorithm, PrivateKey};
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, SshId};
@@ -101,6 +101,7 @@ impl SshService {
             logged_in: logged_in.clone(),
             admission,
             session: None,
+            refused: None,
             failures: 0,
             pending: HashMap::new(),
             sftp: HashMap::new(),
@@ -148,6 +149,10 @@ struct SshConn {
     admission: Admission,
     /// The logged-in session (from the core); every SFTP channel of the connection shares it.
     session: Option<Arc<ferry_core::Session>>,
+    /// A login the credentials allowed but a limit refused: the client is let in and disconnected at
+    /// once with this text, which OpenSSH shows ("Received disconnect ...: Too many sessions ..."), instead
+    /// of a "Permission denied" that would send its user hunting for a wrong password.
+    refused: Option<String>,
     /// Failed authentication attempts on this connection, over every method (OpenSSH's MaxAuthTries).
     failures: usize,
     /// Session channels opened but not yet turned into SFTP.
@@ -179,6 +184,13 @@ impl SshConn {
     fn accept(&mut self, session: ferry_core::Session) -> Auth {
         self.session = Some(Arc::new(session));
         self.logged_in.store(true, Ordering::Release);
+        self.admission.logged_in();
+        Auth::Accept
+    }
+
+    /// Credentials right, session refused by a limit: see [`SshConn::refused`].
+    fn refuse_after_auth(&mut self, text: String) -> Auth {
+        self.refused = Some(text);
         self.admission.logged_in();
         Auth::Accept
     }
@@ -232,6 +244,13 @@ impl russh::server::Handler for SshConn {
     /// From now on the server may end the session (the account was removed, disabled or changed): the
     /// client is then disconnected with the reason.
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(text) = self.refused.take() {
+            let handle = session.handle();
+            tokio::spawn(async move {
+                let _ = handle.disconnect(Disconnect::TooManyConnections, text, "en".into()).await;
+            });
+            return Ok(());
+        }
         if let Some(login) = &self.session {
             let ended = login.ended();
             let handle = session.handle();
@@ -252,6 +271,7 @@ impl russh::server::Handler for SshConn {
         let login = self.svc.core.password_login(user, password, &self.client()).await;
         match login {
             Ok(session) => Ok(self.accept(session)),
+            Err(LoginError::Limit(text)) => Ok(self.refuse_after_auth(text)),
             Err(_) => {
                 // Slows password guessing down. Only this connection waits: its own task runs this handler.
                 tokio::time::sleep(self.svc.failed_login_delay).await;
@@ -297,6 +317,7 @@ impl russh::server::Handler for SshConn {
         }
         match self.svc.core.key_login(user, key.public_key, &self.client()).await {
             Ok(session) => Ok(self.accept(session)),
+            Err(LoginError::Limit(text)) => Ok(self.refuse_after_auth(text)),
             Err(_) => Ok(self.count_failure(user)),
         }
     }

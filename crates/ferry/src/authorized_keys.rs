@@ -68,6 +68,12 @@ pub fn parse(text: &str) -> Result<Vec<KeyLine>, (usize, String)> {
             line.to_string()
         } else {
             let (options, rest) = split_options(line);
+            if !rest.split_whitespace().next().is_some_and(|t| KEY_TYPES.contains(&t)) {
+                return Err((
+                    line_no,
+                    "not an SSH public key (a key line starts with its type, e.g. ssh-ed25519 AAAA...)".to_string(),
+                ));
+            }
             for name in option_names(options) {
                 if HARMLESS.contains(&name.as_str()) {
                     continue;

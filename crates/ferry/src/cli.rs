@@ -163,7 +163,7 @@ pub struct UserSetArgs {
     /// Protocols the account may use: a comma list of sftp, ftps, ftp; `any` for every one
     #[arg(long, value_name = "LIST")]
     pub protocols: Option<String>,
-    /// Sessions the user may have at once
+    /// Sessions the user may have at once, over every protocol (0: no limit)
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<u64>,
     /// Bytes the user's files may take
@@ -172,10 +172,10 @@ pub struct UserSetArgs {
     /// Files the user may have
     #[arg(long, value_name = "N")]
     pub quota_files: Option<u64>,
-    /// Upload bandwidth, bytes per second
+    /// Upload bandwidth per session, bytes per second (0: no limit)
     #[arg(long, value_name = "BYTES/S")]
     pub upload_rate: Option<u64>,
-    /// Download bandwidth, bytes per second
+    /// Download bandwidth per session, bytes per second (0: no limit)
     #[arg(long, value_name = "BYTES/S")]
     pub download_rate: Option<u64>,
 }

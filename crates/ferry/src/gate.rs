@@ -26,6 +26,8 @@ pub enum Refusal {
     PerSource,
     /// Too many connections that have not logged in, in total (MaxStartups).
     Startups,
+    /// Too many connections of every kind from this address.
+    PerIp,
 }
 
 impl Refusal {
@@ -35,6 +37,7 @@ impl Refusal {
             Refusal::Full => "Too many connections; try again later",
             Refusal::PerSource => "Too many connections from your address that have not logged in; try again later",
             Refusal::Startups => "Too many connections are logging in; try again later",
+            Refusal::PerIp => "Too many connections from your address; try again later",
         }
     }
 
@@ -45,6 +48,7 @@ impl Refusal {
                 "too many unauthenticated connections from one address ([limits] per_source_max_startups)"
             }
             Refusal::Startups => "too many unauthenticated connections in total ([limits] max_startups)",
+            Refusal::PerIp => "too many connections from one address ([limits] max_connections_per_ip)",
         }
     }
 }
@@ -54,6 +58,8 @@ struct Counts {
     open: usize,
     unauthenticated: usize,
     per_source: HashMap<IpAddr, usize>,
+    /// Open connections per address, kept only when `max_connections_per_ip` is set.
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 /// Refusals since the last log line of each kind.
@@ -75,13 +81,21 @@ struct Place {
     ip: IpAddr,
 }
 
-/// A connection's share of the open-connections count.
-pub struct Open(Arc<Gate>);
+/// A connection's share of the open-connections count (and of its address's, when that is limited).
+pub struct Open(Arc<Gate>, Option<IpAddr>);
 
 impl Drop for Open {
     fn drop(&mut self) {
         if let Ok(mut c) = self.0.counts.lock() {
             c.open = c.open.saturating_sub(1);
+            if let Some(ip) = self.1 {
+                if let Some(n) = c.per_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        c.per_ip.remove(&ip);
+                    }
+                }
+            }
         }
     }
 }
@@ -113,6 +127,10 @@ impl Gate {
         if c.open >= self.limits.max_connections {
             return Err(Refusal::Full);
         }
+        let per_ip = self.limits.max_connections_per_ip;
+        if per_ip > 0 && c.per_ip.get(&ip).copied().unwrap_or(0) >= per_ip {
+            return Err(Refusal::PerIp);
+        }
         if c.per_source.get(&ip).copied().unwrap_or(0) >= self.limits.per_source_max_startups {
             return Err(Refusal::PerSource);
         }
@@ -131,9 +149,13 @@ impl Gate {
         c.open += 1;
         c.unauthenticated += 1;
         *c.per_source.entry(ip).or_insert(0) += 1;
+        if per_ip > 0 {
+            *c.per_ip.entry(ip).or_insert(0) += 1;
+        }
         drop(c);
         let place = Place { gate: self.clone(), ip };
-        Ok((Open(self.clone()), Admission::new(self.limits.login_grace, Some(Box::new(place)))))
+        let open = Open(self.clone(), (per_ip > 0).then_some(ip));
+        Ok((open, Admission::new(self.limits.login_grace, Some(Box::new(place)))))
     }
 
     /// Notes a refusal; logs one line per kind at most every [`LOG_EVERY`].
@@ -174,7 +196,22 @@ mod tests {
             max_startups: MaxStartups { start, rate, full },
             per_source_max_startups: per_source,
             max_connections: 1000,
+            max_connections_per_ip: 0,
+            max_sessions_per_user: 0,
         })
+    }
+
+    #[test]
+    fn connections_per_address_count_logged_in_ones_too() {
+        let g = Gate::new(LimitsConfig { max_connections_per_ip: 2, ..LimitsConfig::default() });
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let (first, mut admission) = g.admit(a, 99).expect("admitted");
+        admission.logged_in();
+        let _second = g.admit(a, 99).expect("admitted");
+        assert_eq!(g.admit(a, 99).err(), Some(Refusal::PerIp), "a logged-in connection still counts");
+        assert!(g.admit("192.0.2.2".parse().expect("ip"), 99).is_ok());
+        drop(first);
+        assert!(g.admit(a, 99).is_ok(), "a closed connection gives its place back");
     }
 
     #[test]

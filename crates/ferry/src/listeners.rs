@@ -126,7 +126,7 @@ pub async fn accept_loop(
             Ok(a) => a,
             Err(why) => {
                 gate.refused(why, peer.ip());
-                if why == Refusal::PerSource {
+                if matches!(why, Refusal::PerSource | Refusal::PerIp) {
                     services.defender.record(peer.ip(), Offence::LimitHit);
                 }
                 refuse_at_accept(&stream, kind, why.message());

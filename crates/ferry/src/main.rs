@@ -17,6 +17,7 @@ mod probe_cmd;
 mod serve;
 mod sheet;
 mod user_cmd;
+mod xferlog;
 
 use std::process::ExitCode;
 

@@ -20,6 +20,7 @@ use crate::listeners::{accept_loop, Directory, ListenerKind, Services};
 
 use crate::bootstrap::{self, create_home, default_home, open_store};
 use crate::cli::{GlobalArgs, ServeArgs};
+use crate::xferlog::Xferlog;
 use crate::{hostkeys, logging, CliError};
 
 /// Applies the command line's overrides to the configuration and checks that this build can serve it.
@@ -151,7 +152,7 @@ fn open_uploads(data_dir: &std::path::Path, config: &Config) -> Result<Arc<Uploa
 
 pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     let env = bootstrap::load(global)?;
-    logging::init(&env.config.log.level);
+    logging::init(&env.config.log.level, env.config.log.format);
     let config = settle(env.config, args)?;
     let store = Arc::new(open_store(&env.data_dir)?);
     let demo_password = ensure_demo_user(&store, &env.data_dir)?;
@@ -201,6 +202,7 @@ async fn serve(
     storage: Arc<dyn ferry_vfs::Storage>,
     demo_password: Option<String>,
 ) -> Result<(), CliError> {
+    let xferlog = open_xferlog(&config)?;
     // Before anything is printed: a script that reads the limits at `ready` sees them raised.
     let gate = Gate::new(fit_to_open_files(config.limits));
     let mut bound = Vec::new();
@@ -226,7 +228,12 @@ async fn serve(
     };
     let described: Vec<_> = keys.iter().map(|(k, _)| hostkeys::describe(k)).collect();
     // Every protocol logs in through the core: one place for credentials, storage and events.
-    let core = Core::with_defender(store.clone(), storage.clone(), Events::new(), config.defender.clone());
+    let events = match &xferlog {
+        Some(log) => Events::with_transfer_log(log.clone()),
+        None => Events::new(),
+    };
+    let core = Core::with_defender(store.clone(), storage.clone(), events, config.defender.clone());
+    core.set_max_sessions_per_user(config.limits.max_sessions_per_user);
     // Account changes made with `ferry user ...` reach live sessions without a restart.
     tokio::spawn(core.clone().watch_accounts());
     let ssh = Arc::new(SshService::new(
@@ -298,7 +305,7 @@ async fn serve(
     for (_, kind, listener, addr) in bound {
         accepts.spawn(accept_loop(listener, addr, kind, services.clone(), gate.clone()));
     }
-    accepts.spawn(reload_on_hangup(signals.hangup, tls.clone()));
+    accepts.spawn(reload_on_hangup(signals.hangup, tls.clone(), xferlog.clone()));
     accepts.spawn(renew_certificate_daily(tls.clone()));
 
     shutdown_signal(signals.terminate, signals.interrupt).await;
@@ -363,15 +370,42 @@ async fn renew_certificate_daily(tls: Option<Arc<TlsStore>>) {
     }
 }
 
-/// `kill -HUP` reloads the FTPS certificate: new connections get the new one, open sessions keep theirs.
-async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, tls: Option<Arc<TlsStore>>) {
+/// The transfer log of `[log] xferlog`, opened for appending before any client connects.
+fn open_xferlog(config: &Config) -> Result<Option<Arc<Xferlog>>, CliError> {
+    let Some(path) = &config.log.xferlog else { return Ok(None) };
+    let log = Xferlog::open(path).map_err(|e| {
+        CliError::runtime(format!("cannot open the transfer log {}: {e}", path.display()))
+            .with_hint("its directory must exist and be writable by the user Ferry runs as; or remove [log] xferlog")
+    })?;
+    Ok(Some(Arc::new(log)))
+}
+
+/// `kill -HUP` reloads the FTPS certificate (new connections get the new one, open sessions keep theirs)
+/// and reopens the transfer log (after logrotate moved it away).
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    tls: Option<Arc<TlsStore>>,
+    xferlog: Option<Arc<Xferlog>>,
+) {
     while hangup.recv().await.is_some() {
         match &tls {
-            None => tracing::info!("SIGHUP: nothing to reload (no FTPS listener, so no certificate)"),
+            None if xferlog.is_none() => {
+                tracing::info!("SIGHUP: nothing to reload (no FTPS listener, so no certificate)")
+            }
+            None => {}
             Some(tls) => match tls.reload() {
                 Ok(info) => tracing::info!(sha256 = %info.sha256, "reloaded the TLS certificate"),
                 Err(e) => tracing::error!("TLS certificate reload failed, keeping the previous one: {e}"),
             },
+        }
+        if let Some(log) = &xferlog {
+            match log.reopen() {
+                Ok(()) => tracing::info!(path = %log.path().display(), "reopened the transfer log"),
+                Err(e) => tracing::error!(
+                    "reopening the transfer log {} failed, still writing to the previous file: {e}",
+                    log.path().display()
+                ),
+            }
         }
     }
 }

@@ -36,24 +36,19 @@ fn read_key_file(path: &Path) -> Result<Vec<String>, CliError> {
         CliError::runtime(format!("cannot read public key {}: {e}", path.display()))
             .with_hint("give the .pub file, e.g. ~/.ssh/id_ed25519.pub, or an authorized_keys file")
     })?;
+    // Exit 1, as for a file that cannot be read: the command was right, the file's content is not.
     let lines = authorized_keys::parse(&text).map_err(|(line, why)| {
-        CliError::usage(
-            format!("{}:{line}: {why}", path.display()),
-            "fix or remove that line and run the command again",
-        )
+        CliError::runtime(format!("{}:{line}: {why}", path.display()))
+            .with_hint("fix or remove that line and run the command again")
     })?;
     if lines.is_empty() {
-        return Err(CliError::usage(
-            format!("{} has no key in it", path.display()),
-            "give a .pub file or an authorized_keys file with at least one key line",
-        ));
+        return Err(CliError::runtime(format!("{} has no key in it", path.display()))
+            .with_hint("give a .pub file or an authorized_keys file with at least one key line"));
     }
     for l in &lines {
         russh::keys::PublicKey::from_openssh(&l.key).map_err(|e| {
-            CliError::usage(
-                format!("{}:{}: not a usable OpenSSH public key: {e}", path.display(), l.line_no),
-                "each line must be `TYPE BASE64 [comment]`, as in a .pub file",
-            )
+            CliError::runtime(format!("{}:{}: not a usable OpenSSH public key: {e}", path.display(), l.line_no))
+                .with_hint("each line must be `TYPE BASE64 [comment]`, as in a .pub file")
         })?;
     }
     Ok(lines.into_iter().map(|l| l.key).collect())
@@ -102,7 +97,18 @@ fn user_json(store: &ferry_auth::UserStore, u: &ferry_auth::User) -> Result<serd
         "allow_from": u.allow_from,
         "protocols": u.protocols,
         "permissions": rules,
+        "max_sessions": u.max_sessions,
+        "upload_rate": u.upload_rate,
+        "download_rate": u.download_rate,
     }))
+}
+
+/// A rate as people read it: `no limit`, `1048576 bytes/s (1.0 MiB/s)`.
+fn show_rate(rate: Option<u64>) -> String {
+    match rate {
+        None | Some(0) => "no limit".into(),
+        Some(r) => format!("{r} bytes/s ({:.1} MiB/s)", r as f64 / 1_048_576.0),
+    }
 }
 
 /// A preset or a comma list of permissions, checked before anything is stored.
@@ -197,6 +203,16 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                 if u.allow_from.is_empty() { "anywhere".into() } else { u.allow_from.join(", ") }
             );
             println!("protocols   {}", u.protocols.as_ref().map(|p| p.join(",")).unwrap_or_else(|| "any".into()));
+            println!(
+                "sessions    {}",
+                match u.max_sessions {
+                    None => "server default ([limits] max_sessions_per_user)".to_string(),
+                    Some(0) => "no limit".to_string(),
+                    Some(n) => format!("at most {n} at once"),
+                }
+            );
+            println!("upload      {}", show_rate(u.upload_rate));
+            println!("download    {}", show_rate(u.download_rate));
             let keys = store.keys(&u.name)?;
             println!("keys        {}", keys.len());
             for (fp, line) in &keys {
@@ -238,17 +254,11 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             if store.get(&a.name)?.is_none() {
                 return Err(ferry_auth::AuthError::NoSuchUser(a.name.clone()).into());
             }
-            for (flag, given) in [
-                ("--max-sessions", a.max_sessions.is_some()),
-                ("--quota-bytes", a.quota_bytes.is_some()),
-                ("--quota-files", a.quota_files.is_some()),
-                ("--upload-rate", a.upload_rate.is_some()),
-                ("--download-rate", a.download_rate.is_some()),
-            ] {
+            for (flag, given) in [("--quota-bytes", a.quota_bytes.is_some()), ("--quota-files", a.quota_files.is_some())] {
                 if given {
                     return Err(CliError::usage(
-                        format!("{flag} is not available in this version yet (per-user limits and quotas come next)"),
-                        "the other settings (--permissions, --expires, --allow-from, --protocols) work now",
+                        format!("{flag} is not available in this version yet (quotas come next)"),
+                        "the other settings (--permissions, --expires, --allow-from, --protocols, --max-sessions, --upload-rate, --download-rate) work now",
                     ));
                 }
             }
@@ -306,6 +316,18 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             if let Some(protocols) = protocols {
                 store.set_protocols(&a.name, protocols.as_deref())?;
                 changed.push(format!("protocols: {}", protocols.map(|p| p.join(",")).unwrap_or_else(|| "any".into())));
+            }
+            if let Some(n) = a.max_sessions {
+                store.set_max_sessions(&a.name, Some(n))?;
+                changed.push(format!("max sessions: {}", if n == 0 { "no limit".into() } else { n.to_string() }));
+            }
+            if a.upload_rate.is_some() || a.download_rate.is_some() {
+                store.set_rates(&a.name, a.upload_rate.map(Some), a.download_rate.map(Some))?;
+                for (what, rate) in [("upload rate", a.upload_rate), ("download rate", a.download_rate)] {
+                    if let Some(r) = rate {
+                        changed.push(format!("{what}: {}", show_rate(Some(r))));
+                    }
+                }
             }
             if changed.is_empty() {
                 return Err(CliError::usage(
