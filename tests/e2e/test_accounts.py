@@ -143,7 +143,6 @@ def test_allowed_protocols(shared_ftps_server, ferry):
         (["--expires", "2027-02-30"], "is not a date"),
         (["--allow-from", "example.com"], "is not an address"),
         (["--protocols", "sftp,scp"], "is not a list of protocols"),
-        (["--quota-bytes", "1000"], "not available in this version yet"),
         ([], "nothing to change"),
     ],
 )

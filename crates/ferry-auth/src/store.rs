@@ -32,6 +32,9 @@ pub struct User {
     /// Bytes per second per session, uploading and downloading (`None`: no limit).
     pub upload_rate: Option<u64>,
     pub download_rate: Option<u64>,
+    /// Bytes and regular files the user's tree may hold (`None`: no limit).
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
 }
 
 /// Users in a SQLite file. Every call reads the database afresh, so changes made by another process
@@ -77,11 +80,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("max_sessions", "ALTER TABLE users ADD COLUMN max_sessions INTEGER"),
     ("upload_rate", "ALTER TABLE users ADD COLUMN upload_rate INTEGER"),
     ("download_rate", "ALTER TABLE users ADD COLUMN download_rate INTEGER"),
+    ("quota_bytes", "ALTER TABLE users ADD COLUMN quota_bytes INTEGER"),
+    ("quota_files", "ALTER TABLE users ADD COLUMN quota_files INTEGER"),
 ];
 
 const USER_COLUMNS: &str = "SELECT name, home, password_hash IS NOT NULL,
         (SELECT count(*) FROM user_keys k WHERE k.user = u.name),
-        disabled, expires, allow_from, protocols, credentials, max_sessions, upload_rate, download_rate
+        disabled, expires, allow_from, protocols, credentials, max_sessions, upload_rate, download_rate,
+        quota_bytes, quota_files
     FROM users u";
 
 fn list_field(text: Option<String>) -> Vec<String> {
@@ -103,6 +109,8 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         max_sessions: r.get::<_, Option<i64>>(9)?.map(|n| n.max(0) as u64),
         upload_rate: r.get::<_, Option<i64>>(10)?.filter(|n| *n > 0).map(|n| n as u64),
         download_rate: r.get::<_, Option<i64>>(11)?.filter(|n| *n > 0).map(|n| n as u64),
+        quota_bytes: r.get::<_, Option<i64>>(12)?.filter(|n| *n > 0).map(|n| n as u64),
+        quota_files: r.get::<_, Option<i64>>(13)?.filter(|n| *n > 0).map(|n| n as u64),
     })
 }
 
@@ -317,6 +325,16 @@ impl UserStore {
         }
         if let Some(down) = download {
             self.set_account(name, "download_rate", down.filter(|n| *n > 0).map(|n| n.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Quotas; `Some(0)` lifts one, `None` leaves it as it is.
+    pub fn set_quota(&self, name: &str, bytes: Option<u64>, files: Option<u64>) -> Result<(), AuthError> {
+        for (column, value) in [("quota_bytes", bytes), ("quota_files", files)] {
+            if let Some(v) = value {
+                self.set_account(name, column, (v > 0).then(|| v.to_string()))?;
+            }
         }
         Ok(())
     }

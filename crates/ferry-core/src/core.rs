@@ -11,6 +11,7 @@ use crate::defender::{Defender, Offence};
 use crate::event::{Event, Events, Who};
 use crate::gate::GatedVfs;
 use crate::permissions::Rules;
+use crate::quota::{Limits, Quota, Tracker};
 use crate::registry::Registry;
 use crate::session::{Client, Session};
 
@@ -43,6 +44,8 @@ pub struct Core {
     defender: Arc<Defender>,
     /// `[limits] max_sessions_per_user`, for users without their own (0: no limit).
     max_sessions_per_user: std::sync::atomic::AtomicUsize,
+    /// What each user with a quota has stored, counted once and then kept up to date by the gate.
+    usage: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Arc<Tracker>>>>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -71,7 +74,7 @@ impl Core {
     ) -> Arc<Core> {
         let defender = Defender::new(defender, store.clone(), events.clone());
         defender.reload();
-        Arc::new(Core { store, storage, events, registry: Arc::default(), defender, max_sessions_per_user: 0.into() })
+        Arc::new(Core { store, storage, events, registry: Arc::default(), defender, max_sessions_per_user: 0.into(), usage: Default::default() })
     }
 
     /// Sessions a user without a limit of their own may have at once (0: no limit).
@@ -165,6 +168,31 @@ impl Core {
         }
     }
 
+    /// The user's quota with their current usage: the tree is walked at their first login with a quota
+    /// since the server started (one walk even when several sessions start at once), then kept by the gate.
+    async fn quota(&self, user: &User) -> std::io::Result<Option<Quota>> {
+        if user.quota_bytes.is_none() && user.quota_files.is_none() {
+            return Ok(None);
+        }
+        let limits = Limits { bytes: user.quota_bytes, files: user.quota_files };
+        // One cell per user: a walk of one user's tree never holds up another user's login.
+        let cell = {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            usage.entry(user.name.clone()).or_default().clone()
+        };
+        let tracker = cell
+            .get_or_try_init(|| async {
+                let (storage, home) = (self.storage.clone(), user.home.clone());
+                let used =
+                    tokio::task::spawn_blocking(move || storage.usage(&home)).await.map_err(std::io::Error::other)??;
+                tracing::info!(user = %user.name, bytes = used.bytes, files = used.files, "quota: measured the user's files");
+                Ok::<_, std::io::Error>(Arc::new(Tracker::new(used)))
+            })
+            .await?
+            .clone();
+        Ok(Some(Quota { limits, tracker }))
+    }
+
     /// Checks the account policy, opens the user's storage behind the gate and starts the session.
     async fn start(&self, user: User, client: &Client, method: Option<&'static str>) -> Result<Session, LoginError> {
         if let Some(why) = refusal(&user, client.ip, client.protocol) {
@@ -213,7 +241,17 @@ impl Core {
             }
         };
         self.events.emit(Event::Login { who: who.clone(), method });
-        let gated = GatedVfs::new(vfs, who.clone(), self.events.clone(), rules).with_rates(user.upload_rate, user.download_rate);
+        let quota = match self.quota(&user).await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(user = %user.name, home = %user.home.display(), "cannot measure the user's files for their quota: {e}");
+                self.login_failed(&user.name, client, method, "quota usage unavailable");
+                return Err(LoginError::HomeUnavailable);
+            }
+        };
+        let gated = GatedVfs::new(vfs, who.clone(), self.events.clone(), rules)
+            .with_rates(user.upload_rate, user.download_rate)
+            .with_quota(quota);
         let gated: Arc<dyn ferry_vfs::Vfs> = Arc::new(gated);
         Ok(Session::new(who, gated, self.events.clone(), membership))
     }

@@ -10,6 +10,7 @@ use ferry_vfs::{DirHandle, FileHandle, FsError, FsResult, FsStats, Metadata, Ope
 
 use crate::event::{Event, Events, Who};
 use crate::permissions::{Perm, PermSet, Rules};
+use crate::quota::Quota;
 use crate::throttle::{Throttle, ThrottledFile};
 
 /// A user's storage as the protocols see it.
@@ -21,11 +22,25 @@ pub struct GatedVfs {
     /// The session's bandwidth limits, shared by all its files.
     up: Option<Arc<Throttle>>,
     down: Option<Arc<Throttle>>,
+    /// The user's quota, shared by all their sessions.
+    quota: Option<Quota>,
 }
 
 impl GatedVfs {
     pub fn new(inner: Arc<dyn Vfs>, who: Who, events: Arc<Events>, rules: Rules) -> GatedVfs {
-        GatedVfs { inner, who, events, rules, up: None, down: None }
+        GatedVfs { inner, who, events, rules, up: None, down: None, quota: None }
+    }
+
+    /// Counts what the session writes and removes against the user's quota.
+    pub fn with_quota(mut self, quota: Option<Quota>) -> GatedVfs {
+        self.quota = quota;
+        self
+    }
+
+    /// The size of the regular file at `path`, if there is one (for the quota's count).
+    async fn file_size(&self, path: &VPath, follow: bool) -> Option<u64> {
+        let meta = if follow { self.inner.metadata(path).await } else { self.inner.symlink_metadata(path).await };
+        meta.ok().filter(|m| m.kind == ferry_vfs::FileKind::File).map(|m| m.size)
     }
 
     /// Limits the session's uploads and downloads to these rates (bytes per second).
@@ -158,7 +173,15 @@ impl Vfs for GatedVfs {
         if writes && !self.rules.is_empty() {
             self.check_write(path).await?;
         }
-        let inner = self.inner.open(path, opts).await?;
+        let before = match (&self.quota, writes) {
+            (Some(_), true) => self.file_size(path, true).await,
+            _ => None,
+        };
+        let truncate = opts.truncate;
+        let mut inner = self.inner.open(path, opts).await?;
+        if let (Some(quota), true) = (&self.quota, writes) {
+            inner = Box::new(quota.file(inner, before, truncate)?);
+        }
         let file: Box<dyn FileHandle> = if self.rules.is_empty() {
             inner
         } else {
@@ -190,14 +213,29 @@ impl Vfs for GatedVfs {
 
     async fn remove_file(&self, path: &VPath) -> FsResult<()> {
         self.check(Perm::Delete, path)?;
+        let size = match &self.quota {
+            Some(_) => self.file_size(path, false).await,
+            None => None,
+        };
         let r = self.inner.remove_file(path).await;
+        if let (Some(q), Some(size), Ok(())) = (&self.quota, size, &r) {
+            q.tracker.changed(Some(size), None);
+        }
         self.after(r, |who| Event::Delete { who, path: shown(path) })
     }
 
     async fn rename(&self, from: &VPath, to: &VPath, overwrite: bool) -> FsResult<()> {
         self.check(Perm::Rename, from)?;
         self.check(Perm::Rename, to)?;
+        // A rename over a file removes that file.
+        let replaced = match &self.quota {
+            Some(_) if from != to => self.file_size(to, false).await,
+            _ => None,
+        };
         let r = self.inner.rename(from, to, overwrite).await;
+        if let (Some(q), Some(size), Ok(())) = (&self.quota, replaced, &r) {
+            q.tracker.changed(Some(size), None);
+        }
         self.after(r, |who| Event::Rename { who, from: shown(from), to: shown(to) })
     }
 

@@ -14,6 +14,7 @@ mod event;
 mod gate;
 pub mod permissions;
 mod registry;
+pub mod quota;
 mod session;
 mod throttle;
 

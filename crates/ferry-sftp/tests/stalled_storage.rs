@@ -45,6 +45,10 @@ impl Storage for Stalling {
     fn open_home(&self, _home: &Path) -> std::io::Result<Arc<dyn Vfs>> {
         Ok(Arc::new(StallingFs { gate: self.gate.clone(), written: self.written.clone() }))
     }
+
+    fn usage(&self, _home: &std::path::Path) -> std::io::Result<ferry_vfs::Usage> {
+        Ok(ferry_vfs::Usage::default())
+    }
 }
 
 struct StallingFs {

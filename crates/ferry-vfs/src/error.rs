@@ -12,8 +12,10 @@ pub enum FsError {
     NotADirectory,
     IsADirectory,
     DirectoryNotEmpty,
-    /// The disk or the user's quota is full.
+    /// The disk (or the system's disk quota) is full.
     NoSpace,
+    /// The user's Ferry quota (bytes or files) would be exceeded.
+    QuotaExceeded,
     /// The path is not acceptable (for example it would leave the root, or names a temporary upload file).
     InvalidPath,
     /// The backend cannot do this at all (hard links on object storage, for example).
@@ -35,6 +37,7 @@ impl FsError {
             FsError::IsADirectory => "Is a directory".into(),
             FsError::DirectoryNotEmpty => "Directory not empty".into(),
             FsError::NoSpace => "No space left on device".into(),
+            FsError::QuotaExceeded => "Quota exceeded: your storage limit is reached; remove files to make room".into(),
             FsError::InvalidPath => "Invalid path".into(),
             FsError::Unsupported(what) => format!("Not supported: {what}"),
             FsError::Io(e) => format!("I/O error: {}", io_kind_text(e)),
@@ -54,6 +57,7 @@ impl FsError {
             FsError::IsADirectory => FsError::IsADirectory,
             FsError::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
             FsError::NoSpace => FsError::NoSpace,
+            FsError::QuotaExceeded => FsError::QuotaExceeded,
             FsError::InvalidPath => FsError::InvalidPath,
             FsError::Unsupported(what) => FsError::Unsupported(what),
             FsError::Io(e) => FsError::Io(match e.raw_os_error() {

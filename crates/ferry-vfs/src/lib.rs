@@ -30,6 +30,17 @@ use bytes::Bytes;
 pub trait Storage: Send + Sync + 'static {
     /// The storage of the user whose root is `home`. Blocking: call it from `spawn_blocking`.
     fn open_home(&self, home: &std::path::Path) -> std::io::Result<std::sync::Arc<dyn Vfs>>;
+
+    /// Bytes and regular files under `home`, for quotas. Blocking, and it walks the whole tree: the core
+    /// calls it once per user and keeps the count up to date itself.
+    fn usage(&self, home: &std::path::Path) -> std::io::Result<Usage>;
+}
+
+/// What a user's files take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub files: u64,
 }
 
 /// One user's view of storage, rooted at their virtual `/`.

@@ -166,10 +166,10 @@ pub struct UserSetArgs {
     /// Sessions the user may have at once, over every protocol (0: no limit)
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<u64>,
-    /// Bytes the user's files may take
+    /// Bytes the user's files may take (0: no limit)
     #[arg(long, value_name = "N")]
     pub quota_bytes: Option<u64>,
-    /// Files the user may have
+    /// Regular files the user may have (0: no limit)
     #[arg(long, value_name = "N")]
     pub quota_files: Option<u64>,
     /// Upload bandwidth per session, bytes per second (0: no limit)

@@ -100,6 +100,13 @@ fn user_json(store: &ferry_auth::UserStore, u: &ferry_auth::User) -> Result<serd
         "max_sessions": u.max_sessions,
         "upload_rate": u.upload_rate,
         "download_rate": u.download_rate,
+        "quota_bytes": u.quota_bytes,
+        "quota_files": u.quota_files,
+        // Walked only for users with a quota: `user list --json` must not walk every tree.
+        "usage": (u.quota_bytes.is_some() || u.quota_files.is_some())
+            .then(|| ferry_vfs::local::disk_usage(&u.home).ok())
+            .flatten()
+            .map(|x| serde_json::json!({ "bytes": x.bytes, "files": x.files })),
     }))
 }
 
@@ -211,6 +218,17 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                     Some(n) => format!("at most {n} at once"),
                 }
             );
+            if u.quota_bytes.is_some() || u.quota_files.is_some() {
+                // Measured here, from the files themselves: a running server keeps its own count.
+                let used = ferry_vfs::local::disk_usage(&u.home)
+                    .map(|used| format!("{} bytes in {} files used", used.bytes, used.files))
+                    .unwrap_or_else(|e| format!("usage unknown: {e}"));
+                let bytes = u.quota_bytes.map(|b| format!("{b} bytes")).unwrap_or_else(|| "no byte limit".into());
+                let files = u.quota_files.map(|f| format!("{f} files")).unwrap_or_else(|| "no file limit".into());
+                println!("quota       {bytes}, {files} ({used})");
+            } else {
+                println!("quota       none");
+            }
             println!("upload      {}", show_rate(u.upload_rate));
             println!("download    {}", show_rate(u.download_rate));
             let keys = store.keys(&u.name)?;
@@ -253,14 +271,6 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
         UserCmd::Set(a) => {
             if store.get(&a.name)?.is_none() {
                 return Err(ferry_auth::AuthError::NoSuchUser(a.name.clone()).into());
-            }
-            for (flag, given) in [("--quota-bytes", a.quota_bytes.is_some()), ("--quota-files", a.quota_files.is_some())] {
-                if given {
-                    return Err(CliError::usage(
-                        format!("{flag} is not available in this version yet (quotas come next)"),
-                        "the other settings (--permissions, --expires, --allow-from, --protocols, --max-sessions, --upload-rate, --download-rate) work now",
-                    ));
-                }
             }
             // Everything is checked before anything is written.
             let perms = a.permissions.as_deref().map(parse_perms).transpose()?;
@@ -327,6 +337,15 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                     if let Some(r) = rate {
                         changed.push(format!("{what}: {}", show_rate(Some(r))));
                     }
+                }
+            }
+            if a.quota_bytes.is_some() || a.quota_files.is_some() {
+                store.set_quota(&a.name, a.quota_bytes, a.quota_files)?;
+                if let Some(b) = a.quota_bytes {
+                    changed.push(format!("quota: {}", if b == 0 { "no byte limit".into() } else { format!("{b} bytes") }));
+                }
+                if let Some(f) = a.quota_files {
+                    changed.push(format!("quota: {}", if f == 0 { "no file limit".into() } else { format!("{f} files") }));
                 }
             }
             if changed.is_empty() {

@@ -77,6 +77,8 @@ pub fn fs_error_reply(err: &FsError) -> Reply {
         | FsError::Unsupported(_) => 550,
         // 452: insufficient storage space (a full disk or quota); the client may try again later.
         FsError::NoSpace => 452,
+        // 552: "exceeded storage allocation", the user's own limit, not a full disk.
+        FsError::QuotaExceeded => 552,
         // Transient local errors: 451, "local error in processing".
         _ => 451,
     };
@@ -139,6 +141,7 @@ mod tests {
         assert_eq!(fs_error_reply(&FsError::InvalidPath).text(), "Permission denied");
         assert_eq!(fs_error_reply(&FsError::PermissionDenied).code, 550);
         assert_eq!(fs_error_reply(&FsError::NoSpace).code, 452);
+        assert_eq!(fs_error_reply(&FsError::QuotaExceeded).code, 552);
         assert_eq!(fs_error_reply(&FsError::IsADirectory).code, 550);
         assert_eq!(fs_error_reply(&FsError::Io(std::io::Error::other("x"))).code, 451);
     }

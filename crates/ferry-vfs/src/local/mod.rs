@@ -46,6 +46,33 @@ impl crate::Storage for LocalStorage {
     fn open_home(&self, home: &Path) -> io::Result<Arc<dyn Vfs>> {
         Ok(Arc::new(LocalFs::with_uploads(home, Arc::clone(&self.0))?))
     }
+
+    fn usage(&self, home: &Path) -> io::Result<crate::Usage> {
+        disk_usage(home)
+    }
+}
+
+/// Bytes and regular files under `root`, without following symlinks (a link to elsewhere is not the
+/// user's data) and without the hidden files of uploads in progress.
+pub fn disk_usage(root: &Path) -> io::Result<crate::Usage> {
+    let mut usage = crate::Usage::default();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name().as_encoded_bytes().starts_with(util::TEMP_PREFIX) {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if meta.is_file() {
+                usage.bytes += meta.len();
+                usage.files += 1;
+            }
+        }
+    }
+    Ok(usage)
 }
 
 /// What every operation of one user's filesystem needs, shared so it can travel to the blocking pool.
