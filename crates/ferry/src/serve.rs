@@ -1,5 +1,6 @@
-//! `ferry serve`: settle the configuration, bind every listener, accept connections, and on SIGTERM or
-//! Ctrl-C stop accepting and let running transfers finish within the grace period.
+//! `ferry serve`: settle the configuration, bind every listener, say what is served, install the signal
+//! handlers, and hand the listeners to `ferry_server::run`, which on SIGTERM or Ctrl-C stops accepting and
+//! lets running transfers finish within the grace period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,14 +10,12 @@ use ferry_auth::{generate_password, UserStore};
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
 use ferry_core::{Core, Events};
 use ferry_ftp::{FtpService, FtpSettings};
+use ferry_server::{Directory, Gate, Listener, ListenerKind, Services};
 use ferry_sftp::{Activity, SshService, SshSettings};
 use ferry_tls::TlsStore;
 use ferry_vfs::local::{LocalStorage, UploadMode, UploadPolicy, Uploads};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-
-use crate::gate::Gate;
-use crate::listeners::{accept_loop, Directory, ListenerKind, Services};
 
 use crate::bootstrap::{self, create_home, default_home, open_store};
 use crate::cli::{GlobalArgs, ServeArgs};
@@ -42,9 +41,13 @@ pub(crate) fn settle(mut config: Config, args: &ServeArgs) -> Result<Config, Cli
         })?;
     }
     for l in &config.server.listeners {
-        ListenerKind::of(l)?;
+        listener_kind(l)?;
     }
     Ok(config)
+}
+
+fn listener_kind(spec: &ListenerSpec) -> Result<ListenerKind, CliError> {
+    ListenerKind::of(spec).map_err(|e| CliError::usage(e.to_string(), "for example --listen sftp=0.0.0.0:2222"))
 }
 
 /// On a store with no users, creates `demo` with a generated password, returned to be printed once.
@@ -207,9 +210,9 @@ async fn serve(
     let gate = Gate::new(fit_to_open_files(config.limits));
     let mut bound = Vec::new();
     for spec in &config.server.listeners {
-        let listener = bind(spec).await?;
-        let addr = listener.local_addr().map_err(|e| CliError::runtime(format!("listener address: {e}")))?;
-        bound.push((spec.protocols.clone(), ListenerKind::of(spec)?, listener, addr));
+        let listener = Listener::new(bind(spec).await?, listener_kind(spec)?)
+            .map_err(|e| CliError::runtime(format!("listener address: {e}")))?;
+        bound.push((spec.protocols.clone(), listener));
     }
 
     let activity = Arc::new(Activity::default());
@@ -254,17 +257,17 @@ async fn serve(
         };
         Arc::new(FtpService::new(settings, core.clone(), tls.clone(), activity.clone()))
     });
-    for (_, kind, _, addr) in &bound {
-        if kind.plain_ftp() {
-            tracing::warn!(listener = %addr, "plain FTP is on: user names and passwords on this listener may cross the network in clear text");
+    for (_, l) in &bound {
+        if l.kind().plain_ftp() {
+            tracing::warn!(listener = %l.local_addr(), "plain FTP is on: user names and passwords on this listener may cross the network in clear text");
         }
     }
 
     // What we serve, on stdout, for the person who started us (and for scripts: one fact per line).
     println!("Ferry {} is serving", env!("CARGO_PKG_VERSION"));
-    for (protocols, _, _, addr) in &bound {
+    for (protocols, l) in &bound {
         for p in protocols {
-            println!("listening {p} on {addr}");
+            println!("listening {p} on {}", l.local_addr());
         }
     }
     for (algo, fp) in &described {
@@ -280,7 +283,8 @@ async fn serve(
         println!("demo password: {pw}");
         println!("  (user demo was created because the user store was empty; this password is shown only once)");
     }
-    if let Some((_, _, _, addr)) = bound.iter().find(|(p, _, _, _)| p.contains(&Protocol::Sftp)) {
+    if let Some((_, l)) = bound.iter().find(|(p, _)| p.contains(&Protocol::Sftp)) {
+        let addr = l.local_addr();
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         println!("connect: sftp -P {} {login_user}@{host}", addr.port());
@@ -291,7 +295,7 @@ async fn serve(
     println!("ready");
 
     let directory = Directory(
-        bound.iter().flat_map(|(protocols, _, _, addr)| protocols.iter().map(move |p| (*p, *addr))).collect(),
+        bound.iter().flat_map(|(protocols, l)| protocols.iter().map(move |p| (*p, l.local_addr()))).collect(),
     );
     let services = Arc::new(Services {
         ssh,
@@ -300,29 +304,18 @@ async fn serve(
         detect_wait: config.server.detection_wait,
         ssh_wait: limits::SSH_AFTER_GREETING_WAIT,
         defender: core.defender().clone(),
+        activity,
     });
-    let mut accepts = JoinSet::new();
-    for (_, kind, listener, addr) in bound {
-        accepts.spawn(accept_loop(listener, addr, kind, services.clone(), gate.clone()));
-    }
-    accepts.spawn(reload_on_hangup(signals.hangup, tls.clone(), xferlog.clone()));
-    accepts.spawn(renew_certificate_daily(tls.clone()));
-
-    shutdown_signal(signals.terminate, signals.interrupt).await;
-    accepts.abort_all();
-    let open = activity.open_files();
-    let grace = config.server.shutdown_grace;
-    if open > 0 {
-        tracing::info!(
-            "shutting down: no new connections; waiting up to {}s for {open} open transfer(s)",
-            grace.as_secs()
-        );
-        if tokio::time::timeout(grace, activity.idle()).await.is_err() {
-            tracing::warn!("grace period over: closing {} transfer(s) still running", activity.open_files());
-        }
-    } else {
-        tracing::info!("shutting down: no transfer running");
-    }
+    // Reloading and renewing run until shutdown begins, as the accept loops do.
+    let mut housekeeping = JoinSet::new();
+    housekeeping.spawn(reload_on_hangup(signals.hangup, tls.clone(), xferlog.clone()));
+    housekeeping.spawn(renew_certificate_daily(tls.clone()));
+    let shutdown = async move {
+        shutdown_signal(signals.terminate, signals.interrupt).await;
+        housekeeping.abort_all();
+    };
+    let listeners = bound.into_iter().map(|(_, l)| l).collect();
+    ferry_server::run(listeners, services, gate, shutdown, config.server.shutdown_grace).await;
     Ok(())
 }
 

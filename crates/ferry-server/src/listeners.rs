@@ -9,14 +9,13 @@ use ferry_auth::Admission;
 use ferry_config::{ListenerSpec, Protocol};
 use ferry_core::{Defender, Offence};
 use ferry_ftp::{FtpMode, FtpService};
-use ferry_sftp::SshService;
+use ferry_sftp::{Activity, SshService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::detect::{classify, Opening};
 use crate::gate::{Gate, Refusal};
 use crate::prefixed::ClientStream;
-use crate::CliError;
 
 /// What a listener serves. A listener with one protocol behaves exactly as that protocol's standard says;
 /// with several, the client's first bytes (or its silence) decide.
@@ -30,7 +29,7 @@ pub struct ListenerKind {
 
 impl ListenerKind {
     /// `ftps,ftp` (or `ftp` alone) is an explicit-FTPS listener that also accepts logins without TLS.
-    pub fn of(spec: &ListenerSpec) -> Result<ListenerKind, CliError> {
+    pub fn of(spec: &ListenerSpec) -> Result<ListenerKind, ServesNothing> {
         let has = |p| spec.protocols.contains(&p);
         let explicit = if has(Protocol::Ftp) {
             Some(FtpMode::Plain)
@@ -41,10 +40,7 @@ impl ListenerKind {
         };
         let kind = ListenerKind { sftp: has(Protocol::Sftp), explicit, implicit: has(Protocol::FtpsImplicit) };
         if !kind.sftp && kind.explicit.is_none() && !kind.implicit {
-            return Err(CliError::usage(
-                format!("listener {spec} serves no protocol"),
-                "for example --listen sftp=0.0.0.0:2222",
-            ));
+            return Err(ServesNothing(spec.to_string()));
         }
         Ok(kind)
     }
@@ -62,6 +58,18 @@ impl ListenerKind {
         }
     }
 }
+
+/// A listener that names no protocol Ferry serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServesNothing(pub String);
+
+impl std::fmt::Display for ServesNothing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "listener {} serves no protocol", self.0)
+    }
+}
+
+impl std::error::Error for ServesNothing {}
 
 /// Where each protocol is served, for hints that send a client to the right port.
 #[derive(Debug, Default)]
@@ -96,10 +104,12 @@ pub struct Services {
     pub ssh_wait: Duration,
     /// Bans at accept, and scores for limits hit and garbage.
     pub defender: Arc<Defender>,
+    /// The transfers running, shared with `ssh` and `ftp`: shutdown waits for them.
+    pub activity: Arc<Activity>,
 }
 
 /// Accepts connections on one listener until the task is aborted.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
     kind: ListenerKind,
