@@ -107,14 +107,20 @@ impl Core {
         self.events.emit(Event::LoginFailed { who: who(user, client), method, why: why.to_string() });
     }
 
+    /// A login the credentials or the account refused: logged, and scored by the defender (failures of
+    /// the server itself, such as an unavailable store, are not the client's doing and are not scored).
+    fn refused(&self, user: &str, client: &Client, method: Option<&'static str>, why: &str) {
+        self.login_failed(user, client, method, why);
+        self.defender.record(client.ip, Offence::FailedLogin);
+    }
+
     /// A password login.
     pub async fn password_login(&self, user: &str, password: &str, client: &Client) -> PasswordLogin {
         let method = (client.protocol == "sftp").then_some("password");
         let found = match ferry_auth::check_password(&self.store, user, password).await {
             Ok(PasswordCheck::Ok(found)) => found,
             Ok(PasswordCheck::Wrong) => {
-                self.login_failed(user, client, method, "wrong user name or password");
-                self.defender.record(client.ip, Offence::FailedLogin);
+                self.refused(user, client, method, "wrong user name or password");
                 return Err(LoginError::Refused);
             }
             Ok(PasswordCheck::Busy) => {
@@ -145,8 +151,7 @@ impl Core {
         match self.find_key(user, key).await {
             Some(found) => self.start(found, client, Some("publickey")).await,
             None => {
-                self.login_failed(user, client, Some("publickey"), "key not authorised for this user");
-                self.defender.record(client.ip, Offence::FailedLogin);
+                self.refused(user, client, Some("publickey"), "key not authorised for this user");
                 Err(LoginError::Refused)
             }
         }
@@ -196,8 +201,7 @@ impl Core {
     /// Checks the account policy, opens the user's storage behind the gate and starts the session.
     async fn start(&self, user: User, client: &Client, method: Option<&'static str>) -> Result<Session, LoginError> {
         if let Some(why) = refusal(&user, client.ip, client.protocol) {
-            self.login_failed(&user.name, client, method, &why);
-            self.defender.record(client.ip, Offence::FailedLogin);
+            self.refused(&user.name, client, method, &why);
             return Err(LoginError::Refused);
         }
         let (storage, store) = (self.storage.clone(), self.store.clone());

@@ -73,11 +73,6 @@ impl Registry {
         Ok(Membership { registry: self.clone(), id, ended })
     }
 
-    /// How many sessions `user` has now.
-    pub fn sessions_of(&self, user: &str) -> usize {
-        self.live.lock().map(|l| l.values().filter(|s| s.user == user).count()).unwrap_or(0)
-    }
-
     /// Checks every live session against the store and ends those whose account no longer allows them.
     /// Blocking (reads the store).
     pub fn recheck(&self, store: &UserStore) {

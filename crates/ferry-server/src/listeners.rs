@@ -204,9 +204,6 @@ async fn serve(
     let opening = classify(&first);
     if !first.is_empty() && !matches!(opening, Opening::NeedMore) && !kind.serves(opening) {
         hint_wrong_protocol(opening, peer, listen, svc, "single-protocol");
-        if opening == Opening::Unknown {
-            svc.defender.record(peer.ip(), Offence::Garbage);
-        }
     }
 }
 
@@ -355,18 +352,19 @@ async fn refuse(
         _ => b"",
     };
     hint_wrong_protocol(opening, peer, listen, svc, if greeted { "after the FTP greeting" } else { "multi-protocol" });
-    // A client on the wrong port is confused, not hostile; bytes of no protocol at all are a probe.
-    if opening == Opening::Unknown {
-        svc.defender.record(peer.ip(), Offence::Garbage);
-    }
     if !to_client.is_empty() {
         let _ = stream.write_all(to_client).await;
     }
     let _ = stream.shutdown().await;
 }
 
-/// The one log line an admin gets about a client on the wrong port: what it was, and where to send it.
+/// The one log line an admin gets about a client on the wrong port: what it was, and where to send it;
+/// a client that spoke no protocol at all is scored by the defender.
 fn hint_wrong_protocol(opening: Opening, peer: SocketAddr, listen: SocketAddr, svc: &Services, how: &str) {
+    // A client on the wrong port is confused, not hostile; bytes of no protocol at all are a probe.
+    if opening == Opening::Unknown {
+        svc.defender.record(peer.ip(), Offence::Garbage);
+    }
     let (it_is, wanted) = match opening {
         Opening::TlsClientHello => {
             ("a TLS ClientHello: it is an implicit FTPS client (or HTTPS)", Some(Protocol::FtpsImplicit))

@@ -195,9 +195,8 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             let Some(u) = store.get(name)? else {
                 return Err(ferry_auth::AuthError::NoSuchUser(name.clone()).into());
             };
-            let v = user_json(&store, &u)?;
             if *json {
-                println!("{v}");
+                println!("{}", user_json(&store, &u)?);
                 return Ok(());
             }
             println!("user        {}", u.name);
