@@ -83,7 +83,10 @@ mod tests {
         let before = Instant::now();
         let mut a = Admission::new(Duration::from_secs(60), Some(Box::new(Place(held.clone()))));
         assert_eq!(a.grace(), Duration::from_secs(60), "the grace is what the log lines name");
-        assert!(a.deadline() >= before + Duration::from_secs(60) && a.deadline() <= Instant::now() + Duration::from_secs(60));
+        assert!(
+            a.deadline() >= before + Duration::from_secs(60)
+                && a.deadline() <= Instant::now() + Duration::from_secs(60)
+        );
         let watch = a.watch();
         assert!(!watch.logged_in() && !a.is_logged_in());
         assert_eq!(format!("{a:?}"), "Admission { grace: 60s, counted: true }");

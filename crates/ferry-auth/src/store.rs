@@ -319,7 +319,12 @@ impl UserStore {
     }
 
     /// Bytes per second per session; `None` or 0: no limit.
-    pub fn set_rates(&self, name: &str, upload: Option<Option<u64>>, download: Option<Option<u64>>) -> Result<(), AuthError> {
+    pub fn set_rates(
+        &self,
+        name: &str,
+        upload: Option<Option<u64>>,
+        download: Option<Option<u64>>,
+    ) -> Result<(), AuthError> {
         if let Some(up) = upload {
             self.set_account(name, "upload_rate", up.filter(|n| *n > 0).map(|n| n.to_string()))?;
         }
@@ -473,7 +478,10 @@ mod tests {
         assert!(matches!(s.add_key("k", "ssh-ed25519 garbage"), Err(AuthError::InvalidKey { .. })));
         assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
         assert_eq!(s.list().expect("list")[0].key_count, 1);
-        assert!(!s.is_empty().expect("count"), "a store with a user is not empty (serve adds `demo` only to an empty one)");
+        assert!(
+            !s.is_empty().expect("count"),
+            "a store with a user is not empty (serve adds `demo` only to an empty one)"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -147,6 +147,9 @@ pub struct ServerConfig {
     pub detection_wait: Duration,
     /// Where data lives (keys, users.db, files). A `--data-dir` on the command line wins.
     pub data_dir: Option<PathBuf>,
+    /// Who may send a PROXY protocol header (the load balancers in front); listeners with
+    /// `proxy_protocol = true` take connections only from these.
+    pub trusted_proxies: Vec<crate::Cidr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -202,15 +205,18 @@ impl Default for Config {
                 // The quickstart ports: each accepts all three protocols, so any client works on any of them.
                 listeners: [2222, 2121, 9990]
                     .into_iter()
-                    .map(|port| ListenerSpec {
-                        protocols: vec![crate::Protocol::Sftp, crate::Protocol::Ftps, crate::Protocol::FtpsImplicit],
-                        addr: ([0, 0, 0, 0], port).into(),
+                    .map(|port| {
+                        ListenerSpec::new(
+                            vec![crate::Protocol::Sftp, crate::Protocol::Ftps, crate::Protocol::FtpsImplicit],
+                            ([0, 0, 0, 0], port).into(),
+                        )
                     })
                     .collect(),
                 passive_ports: PortRange { first: DEFAULT_PASSIVE_PORTS.0, last: DEFAULT_PASSIVE_PORTS.1 },
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 detection_wait: DEFAULT_DETECTION_WAIT,
                 data_dir: None,
+                trusted_proxies: Vec::new(),
             },
             sftp: SftpConfig::default(),
             ftps: FtpsConfig::default(),
@@ -320,6 +326,7 @@ struct RawServer {
     shutdown_grace_secs: Option<u64>,
     detection_wait_ms: Option<u64>,
     data_dir: Option<PathBuf>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +334,8 @@ struct RawServer {
 struct RawListener {
     protocols: Spanned<String>,
     address: Spanned<String>,
+    #[serde(default)]
+    proxy_protocol: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -399,7 +408,7 @@ impl Config {
                         "for example address = \"0.0.0.0:2222\" or \"[::]:2222\"",
                     )
                 })?;
-                config.server.listeners.push(ListenerSpec { protocols, addr });
+                config.server.listeners.push(ListenerSpec { protocols, addr, proxy_protocol: l.proxy_protocol });
             }
             if config.server.listeners.is_empty() {
                 return Err(err(
@@ -407,6 +416,31 @@ impl Config {
                     Some("server.listeners"),
                     "no listener configured".into(),
                     "add at least one { protocols = \"sftp\", address = \"0.0.0.0:2222\" }",
+                ));
+            }
+        }
+        if let Some(list) = raw.server.trusted_proxies {
+            config.server.trusted_proxies = list
+                .iter()
+                .map(|c| {
+                    crate::Cidr::parse(c.get_ref()).map_err(|e| {
+                        err(
+                            Some(line_of(text, c.span().start)),
+                            Some("server.trusted_proxies"),
+                            e,
+                            "the load balancers' addresses, for example trusted_proxies = [\"10.0.0.5/32\"]",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if config.server.trusted_proxies.is_empty() {
+            if let Some(i) = config.server.listeners.iter().position(|l| l.proxy_protocol) {
+                return Err(err(
+                    None,
+                    Some(&format!("server.listeners[{i}].proxy_protocol")),
+                    "a listener takes PROXY protocol headers, but no proxy is trusted to send them".into(),
+                    "list the load balancers' addresses in [server] trusted_proxies = [\"10.0.0.5/32\"]",
                 ));
             }
         }
@@ -608,7 +642,15 @@ listeners = [
   { protocols = "any", address = "0.0.0.0:9990" },
 ]
 
-# Ports for FTPS passive data connections (open them in your firewall too).
+# Behind a TCP load balancer (HAProxy `send-proxy-v2`, AWS NLB, ...): add `proxy_protocol = true` to a
+# listener and list the balancers here. Such a listener takes connections only from these addresses, each
+# starting with a PROXY protocol header (v1 or v2); the client address in the header is the one used for
+# logs, limits, bans and --allow-from. Give clients that connect directly a listener of their own.
+# trusted_proxies = ["10.0.0.5/32"]
+# listeners = [{ protocols = "sftp", address = "10.0.0.21:2222", proxy_protocol = true }]
+
+# Ports for FTPS passive data connections (open them in your firewall too). Behind a load balancer, give
+# each node its own range and forward each range to its node (see the README's "Scale out").
 passive_ports = "50000-51000"
 
 # On SIGTERM / Ctrl-C: stop accepting, give running transfers this many seconds, then exit.
@@ -843,5 +885,28 @@ mod tests {
         assert!(e.hint.contains("json"), "{e}");
         let e = parse("[log]\nxferlog = \"\"\n").expect_err("empty path");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("log.xferlog")));
+    }
+
+    #[test]
+    fn proxy_protocol_listeners_need_trusted_proxies() {
+        let c = parse(
+            "[server]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\nlisteners = [\n  { protocols = \"sftp\", address = \"127.0.0.2:2222\", proxy_protocol = true },\n  { protocols = \"ftps\", address = \"127.0.0.2:2121\" },\n]\n",
+        )
+        .expect("parses");
+        let l = &c.server.listeners;
+        assert!(l[0].proxy_protocol && !l[1].proxy_protocol, "off unless asked for");
+        let t = &c.server.trusted_proxies;
+        assert!(t.iter().any(|c| c.contains("10.1.2.3".parse().expect("ip"))));
+        assert!(!t.iter().any(|c| c.contains("127.0.0.2".parse().expect("ip"))), "a /32 is one address");
+        assert!(Config::default().server.trusted_proxies.is_empty(), "nobody is trusted by default");
+        // A PROXY listener with nobody trusted would refuse every connection: said at start, not at 3 am.
+        let e = parse(
+            "[server]\nlisteners = [{ protocols = \"sftp\", address = \"127.0.0.2:1\", proxy_protocol = true }]\n",
+        )
+        .expect_err("nobody trusted");
+        assert_eq!(e.key.as_deref(), Some("server.listeners[0].proxy_protocol"));
+        assert!(e.hint.contains("trusted_proxies"), "{e}");
+        let e = parse("[server]\n\ntrusted_proxies = [\"balancer\"]\n").expect_err("not a CIDR");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("server.trusted_proxies")));
     }
 }

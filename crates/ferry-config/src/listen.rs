@@ -42,6 +42,15 @@ impl fmt::Display for Protocol {
 pub struct ListenerSpec {
     pub protocols: Vec<Protocol>,
     pub addr: SocketAddr,
+    /// Connections arrive through a load balancer that sends a PROXY protocol header (v1 or v2) first;
+    /// only `[server] trusted_proxies` may connect, and the client address in the header is the one used.
+    pub proxy_protocol: bool,
+}
+
+impl ListenerSpec {
+    pub fn new(protocols: Vec<Protocol>, addr: SocketAddr) -> ListenerSpec {
+        ListenerSpec { protocols, addr, proxy_protocol: false }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,14 +102,18 @@ impl FromStr for ListenerSpec {
         let addr = addr.parse().map_err(|_| {
             SpecError(format!("{addr:?} is not an address with a port, e.g. 0.0.0.0:2222 or [::]:2222"))
         })?;
-        Ok(ListenerSpec { protocols, addr })
+        Ok(ListenerSpec::new(protocols, addr))
     }
 }
 
 impl fmt::Display for ListenerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<_> = self.protocols.iter().map(|p| p.name()).collect();
-        write!(f, "{}={}", names.join(","), self.addr)
+        write!(f, "{}={}", names.join(","), self.addr)?;
+        if self.proxy_protocol {
+            f.write_str(" (PROXY protocol)")?;
+        }
+        Ok(())
     }
 }
 
@@ -168,8 +181,10 @@ mod tests {
         assert!(!Protocol::Sftp.is_ftp());
         assert!(Protocol::Ftps.is_ftp() && Protocol::FtpsImplicit.is_ftp() && Protocol::Ftp.is_ftp());
         // `listening ftps-implicit on ...`: the names scripts read from stdout.
-        let shown: Vec<String> =
-            [Protocol::Sftp, Protocol::Ftps, Protocol::FtpsImplicit, Protocol::Ftp].iter().map(|p| p.to_string()).collect();
+        let shown: Vec<String> = [Protocol::Sftp, Protocol::Ftps, Protocol::FtpsImplicit, Protocol::Ftp]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(shown, ["sftp", "ftps", "ftps-implicit", "ftp"]);
         let e = "gopher=0.0.0.0:70".parse::<ListenerSpec>().expect_err("unknown protocol");
         assert!(e.to_string().starts_with("unknown protocol \"gopher\""), "{e}");

@@ -74,7 +74,15 @@ impl Core {
     ) -> Arc<Core> {
         let defender = Defender::new(defender, store.clone(), events.clone());
         defender.reload();
-        Arc::new(Core { store, storage, events, registry: Arc::default(), defender, max_sessions_per_user: 0.into(), usage: Default::default() })
+        Arc::new(Core {
+            store,
+            storage,
+            events,
+            registry: Arc::default(),
+            defender,
+            max_sessions_per_user: 0.into(),
+            usage: Default::default(),
+        })
     }
 
     /// Sessions a user without a limit of their own may have at once (0: no limit).

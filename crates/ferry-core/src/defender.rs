@@ -126,7 +126,8 @@ impl Defender {
         *n = 0;
         drop(st);
         let left = (until - now_unix()).max(0) as u64;
-        let left = if until == ferry_auth::FOREVER { "for good".to_string() } else { format!("for {} more", show_secs(left)) };
+        let left =
+            if until == ferry_auth::FOREVER { "for good".to_string() } else { format!("for {} more", show_secs(left)) };
         tracing::info!(client = %ip, refused, "refusing connections from a banned address ({left}; `ferry ban remove {ip}` lifts it)");
     }
 
@@ -226,7 +227,11 @@ mod tests {
     fn defender(cfg: DefenderConfig) -> (Arc<Defender>, std::path::PathBuf) {
         use std::sync::atomic::AtomicUsize;
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!("ferry-defender-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "ferry-defender-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).expect("tmp");
         let store = Arc::new(UserStore::open(&dir.join("users.db")).expect("store"));
         (Defender::new(cfg, store, Events::new()), dir)

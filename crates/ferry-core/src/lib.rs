@@ -13,8 +13,9 @@ pub mod defender;
 mod event;
 mod gate;
 pub mod permissions;
-mod registry;
+pub mod proxy;
 pub mod quota;
+mod registry;
 mod session;
 mod throttle;
 

@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use ferry_core::proxy::{may_start_header, read_header, ProxyError, ProxyHeader, TrustedProxies};
+
 use crate::limits::{DATA_CONNECT_TIMEOUT, PASSIVE_ACCEPT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 use crate::ports::{PassiveListener, PassivePorts, PortError};
 use crate::proto::addr::canonical;
@@ -109,10 +111,17 @@ impl PassiveWait {
 
     /// Starts waiting on `pl` for a connection from `peer`. `tls` is set when data connections are
     /// private at PASV time: then a ClientHello that arrives before the transfer command is answered at once.
-    pub(crate) fn start(pl: PassiveListener, peer: SocketAddr, client: String, tls: Option<DataTls>) -> PassiveWait {
+    /// `proxies` are the load balancers whose data connections start with a PROXY header naming the client.
+    pub(crate) fn start(
+        pl: PassiveListener,
+        peer: SocketAddr,
+        client: String,
+        tls: Option<DataTls>,
+        proxies: TrustedProxies,
+    ) -> PassiveWait {
         let (go_tx, go_rx) = oneshot::channel();
         let (ev_tx, ev_rx) = mpsc::channel(2);
-        let task = tokio::spawn(passive_task(pl, peer, client, tls, go_rx, ev_tx));
+        let task = tokio::spawn(passive_task(pl, peer, client, tls, proxies, go_rx, ev_tx));
         PassiveWait { go: Some(go_tx), events: ev_rx, task }
     }
 
@@ -152,12 +161,13 @@ async fn passive_task(
     peer: SocketAddr,
     client: String,
     eager: Option<DataTls>,
+    proxies: TrustedProxies,
     mut go: oneshot::Receiver<Go>,
     events: mpsc::Sender<Event>,
 ) {
     // A port nobody connects to goes back to the pool (vsftpd's accept_timeout): a client that sends
     // PASV after PASV, or PASV and nothing else, cannot hold the range.
-    let tcp = match tokio::time::timeout(PASSIVE_ACCEPT_TIMEOUT, accept_from(&pl, peer, &client)).await {
+    let tcp = match tokio::time::timeout(PASSIVE_ACCEPT_TIMEOUT, accept_from(&pl, peer, &client, &proxies)).await {
         Ok(Some(tcp)) => tcp,
         Ok(None) => return,
         Err(_) => {
@@ -209,15 +219,32 @@ async fn peek(tcp: &TcpStream) -> io::Result<usize> {
     tcp.peek(&mut b).await
 }
 
-/// Accepts connections until one comes from the client's own address.
-async fn accept_from(pl: &PassiveListener, peer: SocketAddr, client: &str) -> Option<TcpStream> {
+/// Accepts connections until one comes from the client's own address: directly, or through a trusted
+/// load balancer whose PROXY header names that address.
+async fn accept_from(
+    pl: &PassiveListener,
+    peer: SocketAddr,
+    client: &str,
+    proxies: &TrustedProxies,
+) -> Option<TcpStream> {
     loop {
         match pl.listener.accept().await {
-            Ok((tcp, from)) if canonical(from.ip()) == canonical(peer.ip()) => {
-                no_delay(&tcp);
-                return Some(tcp);
-            }
-            Ok((tcp, from)) => {
+            Ok((mut tcp, tcp_from)) => {
+                let from = if proxies.trusts(tcp_from.ip()) {
+                    match proxied_source(&mut tcp, tcp_from).await {
+                        Ok(from) => from,
+                        Err(e) => {
+                            tracing::warn!(client, from = %tcp_from, port = pl.port, "closed a data connection: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    tcp_from
+                };
+                if canonical(from.ip()) == canonical(peer.ip()) {
+                    no_delay(&tcp);
+                    return Some(tcp);
+                }
                 drop(tcp);
                 tracing::warn!(
                     client,
@@ -237,6 +264,27 @@ async fn accept_from(pl: &PassiveListener, peer: SocketAddr, client: &str) -> Op
                 return None;
             }
         }
+    }
+}
+
+/// How long a data connection from a trusted balancer's address is watched for a PROXY header. A balancer
+/// sends it as it connects; a TLS client sends its ClientHello at once; only a clear-text download from a
+/// client that shares the balancer's address waits this long.
+const DATA_HEADER_PEEK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The client a data connection from a trusted balancer's address speaks for: the PROXY header's source
+/// when the connection starts with one (consumed, so TLS starts right after it), else the connection's own
+/// address (a client that shares the balancer's address and connects directly).
+async fn proxied_source(tcp: &mut TcpStream, tcp_from: SocketAddr) -> Result<SocketAddr, ProxyError> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(DATA_HEADER_PEEK, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) if may_start_header(first[0]) => {}
+        Ok(Ok(_)) | Err(_) => return Ok(tcp_from),
+        Ok(Err(e)) => return Err(ProxyError::Io(e)),
+    }
+    match read_header(tcp).await? {
+        ProxyHeader::Client { source, .. } => Ok(source),
+        ProxyHeader::Local => Ok(tcp_from),
     }
 }
 
@@ -316,14 +364,15 @@ mod tests {
         let ports = Arc::new(PassivePorts::new((1024, 65535)));
         let l = listen(&ports, "127.0.0.1".parse().expect("ip")).map_err(|r| r.text()).expect("listener");
         let port = l.port;
-        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None);
+        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None, TrustedProxies::default());
         let thief = TcpSocket::new_v4().expect("socket");
         thief.bind(sa("127.0.0.2:0")).expect("bind 127.0.0.2");
         let mut thief = thief.connect(sa(&format!("127.0.0.1:{port}"))).await.expect("connect");
         let mut b = [0u8; 1];
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut thief, &mut b))
-            .await
-            .expect("closed in time");
+        let n =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut thief, &mut b))
+                .await
+                .expect("closed in time");
         assert!(matches!(n, Ok(0) | Err(_)), "a data connection from another address was kept");
         let _c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         assert!(w.accepted(Go { upload: false, tls: None }).await.is_ok());
@@ -341,7 +390,7 @@ mod tests {
         let ports = Arc::new(PassivePorts::new((1024, 65535)));
         let l = listen(&ports, "127.0.0.1".parse().expect("ip")).map_err(|r| r.text()).expect("listener");
         let port = l.port;
-        drop(PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None));
+        drop(PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None, TrustedProxies::default()));
         let free = tokio::time::timeout(std::time::Duration::from_secs(2), async {
             loop {
                 if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -368,7 +417,7 @@ mod tests {
         let ports = Arc::new(PassivePorts::new((1024, 65535)));
         let l = listen(&ports, "127.0.0.1".parse().expect("ip")).map_err(|r| r.text()).expect("listener");
         let port = l.port;
-        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None);
+        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None, TrustedProxies::default());
         let _c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         assert!(w.accepted(Go { upload: false, tls: None }).await.is_ok());
         assert!(matches!(w.ready().await, Ok(DataConn::Plain(_))));
@@ -379,7 +428,7 @@ mod tests {
         tokio::time::pause();
         let ports = Arc::new(PassivePorts::new((1024, 65535)));
         let l = listen(&ports, "127.0.0.1".parse().expect("ip")).map_err(|r| r.text()).expect("listener");
-        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None);
+        let mut w = PassiveWait::start(l, sa("127.0.0.1:1"), "t".into(), None, TrustedProxies::default());
         match w.accepted(Go { upload: false, tls: None }).await {
             Err(DataError::NoConnection(r)) => assert_eq!(r.code, 425),
             _ => panic!("expected a timeout"),

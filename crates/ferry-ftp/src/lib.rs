@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_auth::Admission;
+use ferry_core::proxy::TrustedProxies;
 use ferry_core::Core;
 use ferry_tls::TlsStore;
 use ferry_vfs::activity::Activity;
@@ -46,6 +47,8 @@ pub struct FtpSettings {
     pub failed_login_delay: Duration,
     /// After this many failed logins: 421 and close.
     pub max_login_attempts: u32,
+    /// Load balancers whose passive data connections start with a PROXY header naming the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for FtpSettings {
@@ -57,6 +60,7 @@ impl Default for FtpSettings {
             idle_timeout: Duration::from_secs(900),
             failed_login_delay: Duration::from_millis(1500),
             max_login_attempts: 3,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

@@ -460,7 +460,8 @@ where
     /// Starts waiting for the client's connection on a new passive listener; returns its port.
     fn wait_passive(&mut self, l: PassiveListener) -> u16 {
         let port = l.port;
-        let wait = PassiveWait::start(l, self.peer, self.client.clone(), self.data_tls());
+        let proxies = self.svc.settings.trusted_proxies.clone();
+        let wait = PassiveWait::start(l, self.peer, self.client.clone(), self.data_tls(), proxies);
         self.data = Some(DataSetup::Passive(wait));
         port
     }

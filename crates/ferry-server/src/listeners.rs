@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferry_auth::Admission;
 use ferry_config::{ListenerSpec, Protocol};
+use ferry_core::proxy::{self, ProxyHeader, TrustedProxies};
 use ferry_core::{Defender, Offence};
 use ferry_ftp::{FtpMode, FtpService};
 use ferry_sftp::{Activity, SshService};
@@ -25,6 +26,8 @@ pub struct ListenerKind {
     /// Explicit FTPS (`Explicit`), or explicit FTPS that also accepts logins without TLS (`Plain`).
     pub explicit: Option<FtpMode>,
     pub implicit: bool,
+    /// Connections come through trusted load balancers, each starting with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 impl ListenerKind {
@@ -38,7 +41,12 @@ impl ListenerKind {
         } else {
             None
         };
-        let kind = ListenerKind { sftp: has(Protocol::Sftp), explicit, implicit: has(Protocol::FtpsImplicit) };
+        let kind = ListenerKind {
+            sftp: has(Protocol::Sftp),
+            explicit,
+            implicit: has(Protocol::FtpsImplicit),
+            proxy_protocol: spec.proxy_protocol,
+        };
         if !kind.sftp && kind.explicit.is_none() && !kind.implicit {
             return Err(ServesNothing(spec.to_string()));
         }
@@ -106,6 +114,8 @@ pub struct Services {
     pub defender: Arc<Defender>,
     /// The transfers running, shared with `ssh` and `ftp`: shutdown waits for them.
     pub activity: Arc<Activity>,
+    /// Who may connect to a `proxy_protocol` listener and name the client in a PROXY header.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Accepts connections on one listener until the task is aborted.
@@ -126,41 +136,94 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
-        // A banned address is closed before anything else: no TLS, no key exchange, no detection.
-        if services.defender.is_banned(peer.ip()) {
-            services.defender.knocked(peer.ip());
-            refuse_at_accept(&stream, kind, BANNED);
+        if !kind.proxy_protocol {
+            admit(stream, peer, addr, kind, &services, &gate);
             continue;
         }
-        let (open, admission) = match gate.admit(peer.ip(), rand::random::<u32>() % 100) {
-            Ok(a) => a,
-            Err(why) => {
-                gate.refused(why, peer.ip());
-                if matches!(why, Refusal::PerSource | Refusal::PerIp) {
-                    services.defender.record(peer.ip(), Offence::LimitHit);
-                }
-                refuse_at_accept(&stream, kind, why.message());
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(addr);
-        let services = services.clone();
+        if !services.trusted_proxies.trusts(peer.ip()) {
+            refuse_untrusted(&stream, peer, addr, kind, &services);
+            continue;
+        }
+        // The header is read in the connection's own task: a slow balancer connection holds up no other.
+        let (services, gate) = (services.clone(), gate.clone());
         tokio::spawn(async move {
-            let watch = admission.watch();
-            let grace = admission.grace();
-            // Every protocol enforces the deadline itself, with its own words (SSH disconnect, FTP 421);
-            // this catches anything stuck where no protocol runs yet.
-            let hard_stop = tokio::time::sleep_until(admission.deadline() + Duration::from_secs(5));
-            tokio::select! {
-                _ = serve(stream, peer, local, addr, kind, &services, admission) => {}
-                _ = async { hard_stop.await; if watch.logged_in() { std::future::pending::<()>().await } } => {
-                    tracing::info!(client = %peer, "closing connection: no login within {}s", grace.as_secs());
+            let mut stream = stream;
+            match proxy::read_header(&mut stream).await {
+                Ok(ProxyHeader::Client { source, .. }) => admit(stream, source, addr, kind, &services, &gate),
+                // A health check, or a balancer that does not know the client: the balancer's own address.
+                Ok(ProxyHeader::Local) => admit(stream, peer, addr, kind, &services, &gate),
+                Err(e) => {
+                    tracing::warn!(listener = %addr, proxy = %peer, "closed a connection from a load balancer: {e}")
                 }
             }
-            drop(open);
         });
     }
+}
+
+/// Admits a connection from `peer` (the client, from a PROXY header where there is one) and serves it in
+/// a task of its own; or closes it, saying why, when the address is banned or over a limit.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+    kind: ListenerKind,
+    services: &Arc<Services>,
+    gate: &Arc<Gate>,
+) {
+    // A banned address is closed before anything else: no TLS, no key exchange, no detection.
+    if services.defender.is_banned(peer.ip()) {
+        services.defender.knocked(peer.ip());
+        refuse_at_accept(&stream, kind, BANNED);
+        return;
+    }
+    let (open, admission) = match gate.admit(peer.ip(), rand::random::<u32>() % 100) {
+        Ok(a) => a,
+        Err(why) => {
+            gate.refused(why, peer.ip());
+            if matches!(why, Refusal::PerSource | Refusal::PerIp) {
+                services.defender.record(peer.ip(), Offence::LimitHit);
+            }
+            refuse_at_accept(&stream, kind, why.message());
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(addr);
+    let services = services.clone();
+    tokio::spawn(async move {
+        let watch = admission.watch();
+        let grace = admission.grace();
+        // Every protocol enforces the deadline itself, with its own words (SSH disconnect, FTP 421);
+        // this catches anything stuck where no protocol runs yet.
+        let hard_stop = tokio::time::sleep_until(admission.deadline() + Duration::from_secs(5));
+        tokio::select! {
+            _ = serve(stream, peer, local, addr, kind, &services, admission) => {}
+            _ = async { hard_stop.await; if watch.logged_in() { std::future::pending::<()>().await } } => {
+                tracing::info!(client = %peer, "closing connection: no login within {}s", grace.as_secs());
+            }
+        }
+        drop(open);
+    });
+}
+
+/// What a client that bypasses the load balancer is told.
+const NOT_THROUGH_PROXY: &str = "This port takes connections only through the load balancer";
+
+/// A connection to a `proxy_protocol` listener from an address that is not a trusted balancer: whatever it
+/// would send (a forged PROXY header naming someone else included) is never read. Scored as garbage, so a
+/// flood of them ends in a ban.
+fn refuse_untrusted(stream: &TcpStream, peer: SocketAddr, addr: SocketAddr, kind: ListenerKind, services: &Services) {
+    if services.defender.is_banned(peer.ip()) {
+        services.defender.knocked(peer.ip());
+        return;
+    }
+    services.defender.record(peer.ip(), Offence::Garbage);
+    tracing::warn!(
+        listener = %addr, client = %peer,
+        "hint: refused {}: listener {addr} has proxy_protocol = true and takes connections only from [server] trusted_proxies; add the balancer's address there, or give direct clients a listener without proxy_protocol",
+        peer.ip()
+    );
+    refuse_at_accept(stream, kind, NOT_THROUGH_PROXY);
 }
 
 /// What a banned client is told.

@@ -62,7 +62,7 @@ struct Server {
 }
 
 async fn bind(protocols: &[Protocol]) -> (Listener, Vec<(Protocol, SocketAddr)>) {
-    let spec = ListenerSpec { protocols: protocols.to_vec(), addr: "127.0.0.1:0".parse().unwrap() };
+    let spec = ListenerSpec::new(protocols.to_vec(), "127.0.0.1:0".parse().unwrap());
     let tcp = TcpListener::bind(spec.addr).await.unwrap();
     let listener = Listener::new(tcp, ListenerKind::of(&spec).unwrap()).unwrap();
     let addr = listener.local_addr();
@@ -99,6 +99,7 @@ async fn server() -> Server {
         idle_timeout: limits::IDLE_TIMEOUT,
         failed_login_delay: Duration::from_millis(100),
         max_login_attempts: limits::MAX_AUTH_ATTEMPTS as u32,
+        trusted_proxies: Default::default(),
     };
     let ftp = Arc::new(FtpService::new(ftp_settings, core.clone(), Arc::new(tls), activity.clone()));
 
@@ -114,6 +115,7 @@ async fn server() -> Server {
         ssh_wait: Duration::from_millis(300),
         defender: core.defender().clone(),
         activity,
+        trusted_proxies: Default::default(),
     });
     let gate = Gate::new(LimitsConfig::default());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -81,7 +81,11 @@ async fn server(grace: Duration) -> Server {
         algorithms: Algorithms::from_config(&legacy).unwrap(),
     };
     let host = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
-    let core = ferry_core::Core::new(Arc::new(store), Arc::new(ferry_vfs::local::LocalStorage::default()), ferry_core::Events::new());
+    let core = ferry_core::Core::new(
+        Arc::new(store),
+        Arc::new(ferry_vfs::local::LocalStorage::default()),
+        ferry_core::Events::new(),
+    );
     let svc = Arc::new(SshService::new(vec![host], core, Arc::new(Activity::default()), &settings));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -43,10 +43,9 @@ pub fn utc(secs: i64) -> String {
 }
 
 fn parse_ip(text: &str) -> Result<IpAddr, CliError> {
-    text.trim()
-        .parse::<IpAddr>()
-        .map(|ip| ip.to_canonical())
-        .map_err(|_| CliError::usage(format!("{text:?} is not an IP address"), "for example: ferry ban add 203.0.113.7"))
+    text.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()).map_err(|_| {
+        CliError::usage(format!("{text:?} is not an IP address"), "for example: ferry ban add 203.0.113.7")
+    })
 }
 
 pub fn run(global: &GlobalArgs, cmd: &BanCmd) -> Result<(), CliError> {
@@ -84,8 +83,9 @@ pub fn run(global: &GlobalArgs, cmd: &BanCmd) -> Result<(), CliError> {
         BanCmd::Add { ip, r#for } => {
             let ip = parse_ip(ip)?;
             let secs = match r#for {
-                Some(d) => parse_duration(d)
-                    .map_err(|e| CliError::usage(e, "for example --for 30m, 1h, 2d or forever"))?,
+                Some(d) => {
+                    parse_duration(d).map_err(|e| CliError::usage(e, "for example --for 30m, 1h, 2d or forever"))?
+                }
                 None => Some(config.defender.ban.as_secs()),
             };
             let until = secs.map(|s| now_unix().saturating_add(s as i64)).unwrap_or(FOREVER);

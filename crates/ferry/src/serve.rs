@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ferry_auth::{generate_password, UserStore};
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
+use ferry_core::proxy::TrustedProxies;
 use ferry_core::{Core, Events};
 use ferry_ftp::{FtpService, FtpSettings};
 use ferry_server::{Directory, Gate, Listener, ListenerKind, Services};
@@ -68,7 +69,7 @@ async fn bind(spec: &ListenerSpec) -> Result<TcpListener, CliError> {
             std::io::ErrorKind::AddrInUse => format!(
                 "another program (an sshd or FTP server?) already listens on port {}; pick another with --listen {}",
                 spec.addr.port(),
-                ListenerSpec { protocols: spec.protocols.clone(), addr: SocketAddr::new(spec.addr.ip(), 0) }
+                ListenerSpec::new(spec.protocols.clone(), SocketAddr::new(spec.addr.ip(), 0))
             ),
             std::io::ErrorKind::PermissionDenied => {
                 "ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which ferry))"
@@ -245,6 +246,7 @@ async fn serve(
         activity.clone(),
         &settings,
     ));
+    let trusted_proxies = TrustedProxies::new(config.server.trusted_proxies.clone());
     let ftp = tls.as_ref().map(|tls| {
         let range = config.server.passive_ports;
         let settings = FtpSettings {
@@ -254,6 +256,7 @@ async fn serve(
             idle_timeout: limits::IDLE_TIMEOUT,
             failed_login_delay: limits::FAILED_LOGIN_DELAY,
             max_login_attempts: limits::MAX_AUTH_ATTEMPTS as u32,
+            trusted_proxies: trusted_proxies.clone(),
         };
         Arc::new(FtpService::new(settings, core.clone(), tls.clone(), activity.clone()))
     });
@@ -305,6 +308,7 @@ async fn serve(
         ssh_wait: limits::SSH_AFTER_GREETING_WAIT,
         defender: core.defender().clone(),
         activity,
+        trusted_proxies,
     });
     // Reloading and renewing run until shutdown begins, as the accept loops do.
     let mut housekeeping = JoinSet::new();

@@ -32,7 +32,11 @@ fn ports(listeners: &[(Vec<Protocol>, SocketAddr)]) -> Ports {
             .or_else(|| serving.first())
             .map(|(_, a)| a.port())
     };
-    Ports { sftp: pick(Protocol::Sftp, "22"), explicit: pick(Protocol::Ftps, "21"), implicit: pick(Protocol::FtpsImplicit, "990") }
+    Ports {
+        sftp: pick(Protocol::Sftp, "22"),
+        explicit: pick(Protocol::Ftps, "21"),
+        implicit: pick(Protocol::FtpsImplicit, "990"),
+    }
 }
 
 fn machine_name() -> String {
@@ -49,7 +53,12 @@ pub fn run(global: &GlobalArgs, args: &SheetArgs) -> Result<(), CliError> {
     let listeners: Vec<(Vec<Protocol>, SocketAddr)> =
         config.server.listeners.iter().map(|l| (l.protocols.clone(), l.addr)).collect();
     let host = args.host.clone().unwrap_or_else(|| {
-        listeners.iter().map(|(_, a)| a.ip()).find(|ip| !ip.is_unspecified()).map(|ip| ip.to_string()).unwrap_or_else(machine_name)
+        listeners
+            .iter()
+            .map(|(_, a)| a.ip())
+            .find(|ip| !ip.is_unspecified())
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(machine_name)
     });
     let allowed = |p: &str| user.protocols.as_ref().is_none_or(|ps| ps.iter().any(|x| x == p));
     let mut ports = ports(&listeners);
@@ -64,7 +73,18 @@ pub fn run(global: &GlobalArgs, args: &SheetArgs) -> Result<(), CliError> {
     let tls = ferry_tls::cert_paths(&env.data_dir, config.ftps.cert.as_deref(), config.ftps.key.as_deref())
         .ok()
         .and_then(|p| ferry_tls::inspect(&p).ok().map(|s| (s, p.self_signed)));
-    print!("{}", render(&user.name, &host, &ports, config.server.passive_ports.to_string().as_str(), &host_keys, tls.as_ref(), &user));
+    print!(
+        "{}",
+        render(
+            &user.name,
+            &host,
+            &ports,
+            config.server.passive_ports.to_string().as_str(),
+            &host_keys,
+            tls.as_ref(),
+            &user
+        )
+    );
     Ok(())
 }
 
@@ -77,7 +97,10 @@ fn host_keys(data_dir: &std::path::Path, config: &Config) -> Result<Vec<(String,
         }
         let key = crate::hostkeys::load(&path)?;
         let (algo, fp) = crate::hostkeys::describe(&key);
-        let line = key.public_key().to_openssh().map_err(|e| CliError::runtime(format!("host key {}: {e}", path.display())))?;
+        let line = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| CliError::runtime(format!("host key {}: {e}", path.display())))?;
         // The comment of a generated key names this machine's file: not for a partner's known_hosts.
         let line = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         out.push((algo, fp, line));
@@ -138,7 +161,11 @@ fn render(
             "  rclone:    rclone config create ferry sftp host {host} port {port} user {name} ask_password true shell_type none"
         );
         if let Some((algo, fp, _)) = host_keys.first() {
-            let _ = writeln!(s, "  WinSCP:    sftp://{name};fingerprint={}@{bracket}:{port}/", winscp_fingerprint(algo, fp));
+            let _ = writeln!(
+                s,
+                "  WinSCP:    sftp://{name};fingerprint={}@{bracket}:{port}/",
+                winscp_fingerprint(algo, fp)
+            );
         }
         let _ = writeln!(s, "  FileZilla: Protocol \"SFTP - SSH File Transfer Protocol\", host {host}, port {port}");
         let _ = writeln!(s, "  Python (paramiko):");
@@ -152,7 +179,12 @@ fn render(
         if let Some((cert, self_signed)) = tls {
             let _ = writeln!(s, "FTPS certificate (check it the first time you connect):");
             let _ = writeln!(s, "  SHA-256 {}", cert.sha256);
-            let _ = writeln!(s, "  {}valid until {} days from now", if *self_signed { "self-signed, " } else { "" }, cert.days_left);
+            let _ = writeln!(
+                s,
+                "  {}valid until {} days from now",
+                if *self_signed { "self-signed, " } else { "" },
+                cert.days_left
+            );
             let _ = writeln!(s);
         }
     }
@@ -175,7 +207,8 @@ fn render(
         let _ = writeln!(s, "    ftps.login(\"{name}\", PASSWORD)\n    ftps.prot_p()\n");
     }
     if let Some(port) = ports.implicit {
-        let _ = writeln!(s, "FTPS, implicit (TLS from the first byte) -- host {host}, port {port}, data ports {passive}");
+        let _ =
+            writeln!(s, "FTPS, implicit (TLS from the first byte) -- host {host}, port {port}, data ports {passive}");
         let _ = writeln!(s, "  curl:      curl -u {name} -T FILE ftps://{bracket}:{port}/");
         let _ = writeln!(
             s,
@@ -195,11 +228,16 @@ fn render(
         let _ = writeln!(s, "    ftps.login(\"{name}\", PASSWORD)\n    ftps.prot_p()\n");
     }
 
-    let mut openings: Vec<String> = [ports.sftp, ports.explicit, ports.implicit].iter().flatten().map(|p| p.to_string()).collect();
+    let mut openings: Vec<String> =
+        [ports.sftp, ports.explicit, ports.implicit].iter().flatten().map(|p| p.to_string()).collect();
     if ports.explicit.is_some() || ports.implicit.is_some() {
         openings.push(passive.to_string());
     }
-    let _ = writeln!(s, "Your firewall: allow outgoing TCP to {host} on ports {} (nothing incoming).\n", openings.join(", "));
+    let _ = writeln!(
+        s,
+        "Your firewall: allow outgoing TCP to {host} on ports {} (nothing incoming).\n",
+        openings.join(", ")
+    );
 
     let _ = writeln!(s, "FileZilla site entries (File > Import in the Site Manager; save as ferry.xml):");
     let _ = writeln!(s, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<FileZilla3>\n  <Servers>");

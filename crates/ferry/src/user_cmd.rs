@@ -341,10 +341,12 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             if a.quota_bytes.is_some() || a.quota_files.is_some() {
                 store.set_quota(&a.name, a.quota_bytes, a.quota_files)?;
                 if let Some(b) = a.quota_bytes {
-                    changed.push(format!("quota: {}", if b == 0 { "no byte limit".into() } else { format!("{b} bytes") }));
+                    changed
+                        .push(format!("quota: {}", if b == 0 { "no byte limit".into() } else { format!("{b} bytes") }));
                 }
                 if let Some(f) = a.quota_files {
-                    changed.push(format!("quota: {}", if f == 0 { "no file limit".into() } else { format!("{f} files") }));
+                    changed
+                        .push(format!("quota: {}", if f == 0 { "no file limit".into() } else { format!("{f} files") }));
                 }
             }
             if changed.is_empty() {

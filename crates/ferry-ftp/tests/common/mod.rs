@@ -59,6 +59,7 @@ pub fn settings() -> FtpSettings {
         idle_timeout: Duration::from_secs(30),
         failed_login_delay: Duration::from_millis(10),
         max_login_attempts: 3,
+        trusted_proxies: Default::default(),
     }
 }
 
