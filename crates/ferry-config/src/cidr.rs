@@ -26,6 +26,10 @@ impl Cidr {
         Ok(Cidr { net, prefix })
     }
 
+    pub fn is_ipv6(&self) -> bool {
+        self.net.is_ipv6()
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use ferry_config::{Config, PortRange, Protocol};
+use ferry_config::{Cidr, Config, PortRange, Protocol};
 
 use crate::cli::{FirewallArgs, FirewallFormat, GlobalArgs};
 use crate::CliError;
@@ -17,10 +17,22 @@ struct Opening {
     first: u16,
     last: u16,
     ipv6: bool,
+    /// Who may connect: empty for anyone; the trusted balancers for a `proxy_protocol` listener, which
+    /// refuses everyone else anyway (the firewall then keeps them from even reaching it).
+    from: Vec<Cidr>,
     what: String,
 }
 
 impl Opening {
+    /// One rule per allowed source range, or one rule for anyone (`None`).
+    fn sources(&self) -> Vec<Option<Cidr>> {
+        if self.from.is_empty() {
+            vec![None]
+        } else {
+            self.from.iter().copied().map(Some).collect()
+        }
+    }
+
     /// The port, or the range joined by `sep` (iptables and ufw want `:`, nftables `-`).
     fn ports(&self, sep: char) -> String {
         if self.first == self.last {
@@ -54,7 +66,17 @@ fn openings(config: &Config) -> Vec<Opening> {
             first: l.addr.port(),
             last: l.addr.port(),
             ipv6: ip.is_ipv6(),
-            what: format!("Ferry {} on {}", describe(&l.protocols), l.addr),
+            from: if l.proxy_protocol {
+                // Only the balancers of the listener's own family can reach it.
+                config.server.trusted_proxies.iter().filter(|c| c.is_ipv6() == ip.is_ipv6()).copied().collect()
+            } else {
+                Vec::new()
+            },
+            what: if l.proxy_protocol {
+                format!("Ferry {} on {}, through the load balancer (PROXY protocol)", describe(&l.protocols), l.addr)
+            } else {
+                format!("Ferry {} on {}", describe(&l.protocols), l.addr)
+            },
         });
         if l.protocols.iter().any(|p| p.is_ftp()) {
             ftp_addrs.push(l.addr);
@@ -76,6 +98,7 @@ fn openings(config: &Config) -> Vec<Opening> {
             first,
             last,
             ipv6,
+            from: Vec::new(),
             what: format!("Ferry FTPS passive data connections ({first}-{last})"),
         });
     }
@@ -92,10 +115,13 @@ fn render(openings: &[Opening], format: FirewallFormat) -> String {
                 let dest = o.addr.map(|a| format!(" -d {a}")).unwrap_or_default();
                 let port = o.ports(':');
                 s.push_str(&format!("# {}\n", o.what));
-                s.push_str(&format!(
-                    "{cmd} -A INPUT -p tcp{dest} --dport {port} -m conntrack --ctstate NEW -j ACCEPT -m comment --comment \"{}\"\n",
-                    o.what.replace('"', "'")
-                ));
+                for src in o.sources() {
+                    let src = src.map(|c| format!(" -s {c}")).unwrap_or_default();
+                    s.push_str(&format!(
+                        "{cmd} -A INPUT -p tcp{src}{dest} --dport {port} -m conntrack --ctstate NEW -j ACCEPT -m comment --comment \"{}\"\n",
+                        o.what.replace('"', "'")
+                    ));
+                }
             }
         }
         FirewallFormat::Nftables => {
@@ -107,10 +133,17 @@ fn render(openings: &[Opening], format: FirewallFormat) -> String {
                     None => String::new(),
                 };
                 let port = o.ports('-');
-                s.push_str(&format!(
-                    "nft add rule inet filter input {dest}tcp dport {port} ct state new accept comment \"{}\"\n",
-                    o.what.replace('"', "'")
-                ));
+                for src in o.sources() {
+                    let src = match src {
+                        Some(c) if c.is_ipv6() => format!("ip6 saddr {c} "),
+                        Some(c) => format!("ip saddr {c} "),
+                        None => String::new(),
+                    };
+                    s.push_str(&format!(
+                        "nft add rule inet filter input {src}{dest}tcp dport {port} ct state new accept comment \"{}\"\n",
+                        o.what.replace('"', "'")
+                    ));
+                }
             }
         }
         FirewallFormat::Ufw => {
@@ -118,10 +151,13 @@ fn render(openings: &[Opening], format: FirewallFormat) -> String {
             for o in openings {
                 let to = o.addr.map(|a| a.to_string()).unwrap_or_else(|| "any".into());
                 let port = o.ports(':');
-                s.push_str(&format!(
-                    "ufw allow proto tcp to {to} port {port} comment '{}'\n",
-                    o.what.replace('\'', "")
-                ));
+                for src in o.sources() {
+                    let src = src.map(|c| format!("from {c} ")).unwrap_or_default();
+                    s.push_str(&format!(
+                        "ufw allow proto tcp {src}to {to} port {port} comment '{}'\n",
+                        o.what.replace('\'', "")
+                    ));
+                }
             }
         }
     }
@@ -168,5 +204,25 @@ mod tests {
         assert!(text.contains("port 50000:51000 "), "{text}");
         let text = render(&openings(&config(&["ftps=[::]:21"])), FirewallFormat::Iptables);
         assert!(text.contains("ip6tables -A INPUT -p tcp --dport 21 "), "{text}");
+    }
+
+    #[test]
+    fn proxy_listeners_are_opened_to_the_balancers_only() {
+        let mut c = config(&["sftp=10.0.0.21:2222", "ftps=10.0.0.21:2121"]);
+        c.server.listeners[0].proxy_protocol = true;
+        c.server.trusted_proxies =
+            vec![Cidr::parse("10.0.0.5").expect("cidr"), Cidr::parse("10.0.1.0/24").expect("cidr")];
+        let text = render(&openings(&c), FirewallFormat::Iptables);
+        assert!(text.contains("iptables -A INPUT -p tcp -s 10.0.0.5/32 -d 10.0.0.21 --dport 2222 "), "{text}");
+        assert!(text.contains("iptables -A INPUT -p tcp -s 10.0.1.0/24 -d 10.0.0.21 --dport 2222 "), "{text}");
+        assert!(
+            text.contains("iptables -A INPUT -p tcp -d 10.0.0.21 --dport 2121 "),
+            "a direct listener: anyone\n{text}"
+        );
+        let text = render(&openings(&c), FirewallFormat::Nftables);
+        assert!(text.contains("ip saddr 10.0.0.5/32 ip daddr 10.0.0.21 tcp dport 2222 "), "{text}");
+        let text = render(&openings(&c), FirewallFormat::Ufw);
+        assert!(text.contains("ufw allow proto tcp from 10.0.1.0/24 to 10.0.0.21 port 2222 "), "{text}");
+        assert!(text.contains("ufw allow proto tcp to 10.0.0.21 port 2121 "), "{text}");
     }
 }
