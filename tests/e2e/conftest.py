@@ -1158,3 +1158,47 @@ def alice_servers(ferry: Path, tmp_path: Path) -> Iterator[AliceServers]:
     servers = AliceServers(ferry, tmp_path)
     yield servers
     servers.stop_all()
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL (issue 13): the user store several nodes share
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory) -> Iterator[str]:
+    """A PostgreSQL server: `$FERRY_TEST_POSTGRES` (scripts/test starts one), else one started here with
+    scripts/postgres on a free port and stopped at the end."""
+    url = os.environ.get("FERRY_TEST_POSTGRES", "")
+    if url:
+        yield url
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Not under pytest's 0700 temp dir: as root, the server runs as the `postgres` user.
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="ferry-e2e-pg-"))
+    os.chmod(d, 0o755)
+    proc = subprocess.run([str(REPO_ROOT / "scripts" / "postgres"), "start", str(d / "pg"), str(port)],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/postgres could not start PostgreSQL:\n{proc.stderr}", pytrace=False)
+    yield proc.stdout.strip()
+    subprocess.run([str(REPO_ROOT / "scripts" / "postgres"), "stop", str(d / "pg")], timeout=60)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def with_database(url: str, db: str) -> str:
+    base, _, query = url.partition("?")
+    scheme, _, rest = base.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/{db}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> str:
+    """A fresh, empty database on the test PostgreSQL server, for this test alone."""
+    db = f"ferry_e2e_{uuid.uuid4().hex[:10]}"
+    subprocess.run(["psql", postgres_admin_url, "-qAtc", f"CREATE DATABASE {db}"], check=True,
+                   capture_output=True, timeout=30)
+    return with_database(postgres_admin_url, db)

@@ -13,7 +13,7 @@ pub enum AuthError {
     PasswordTooLong,
     Database {
         context: String,
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     Hash(String),
     /// A background task of the store failed (a panic, or the runtime shutting down).
@@ -42,9 +42,16 @@ impl fmt::Display for AuthError {
 impl std::error::Error for AuthError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            AuthError::Database { source, .. } => Some(source),
+            AuthError::Database { source, .. } => Some(source.as_ref()),
             _ => None,
         }
+    }
+}
+
+impl AuthError {
+    /// A database error that is a message (PostgreSQL's, or the store's own check).
+    pub(crate) fn db(context: &str, message: impl Into<String>) -> AuthError {
+        AuthError::Database { context: context.to_string(), source: message.into().into() }
     }
 }
 
@@ -54,6 +61,20 @@ pub(crate) trait DbContext<T> {
 
 impl<T> DbContext<T> for Result<T, rusqlite::Error> {
     fn ctx(self, context: &str) -> Result<T, AuthError> {
-        self.map_err(|source| AuthError::Database { context: context.to_string(), source })
+        self.map_err(|source| AuthError::Database { context: context.to_string(), source: Box::new(source) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_say_what_was_being_done_and_keep_the_cause() {
+        let e = AuthError::db("adding user", "connection refused");
+        assert_eq!(e.to_string(), "user store: adding user: connection refused");
+        let cause = std::error::Error::source(&e).expect("the cause is kept for error chains");
+        assert_eq!(cause.to_string(), "connection refused");
+        assert!(std::error::Error::source(&AuthError::NoSuchUser("x".into())).is_none());
     }
 }

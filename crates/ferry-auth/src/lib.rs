@@ -6,12 +6,17 @@
 
 mod admission;
 mod bans;
+mod db;
 mod error;
 mod password;
+mod pg;
 mod store;
+#[cfg(test)]
+mod testdb;
 
 pub use admission::{Admission, LoginWatch};
 pub use bans::{now_unix, Ban, FOREVER};
+pub use db::is_postgres_url;
 pub use error::AuthError;
 pub use password::{generate_password, hash_password, verify_password, Busy, VERIFY_QUEUE};
 pub use store::{check_password, PasswordCheck, User, UserStore};

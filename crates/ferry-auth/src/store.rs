@@ -1,11 +1,9 @@
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use russh::keys::PublicKey;
 
-use crate::error::DbContext;
+use crate::db::{Db, Row, Value};
 use crate::password::verify_password_bounded;
 use crate::{hash_password, validate_username, AuthError};
 
@@ -37,55 +35,15 @@ pub struct User {
     pub quota_files: Option<u64>,
 }
 
-/// Users in a SQLite file. Every call reads the database afresh, so changes made by another process
-/// (the `ferry user` commands) are seen at the next login.
+/// Users in a SQLite file (the default) or a PostgreSQL database shared by several nodes. Every call reads
+/// the database afresh, so changes made by another process (the `ferry user` commands, another node) are
+/// seen at the next login.
 pub struct UserStore {
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY NOT NULL,
-    password_hash TEXT,
-    home TEXT NOT NULL,
-    created_at INTEGER NOT NULL DEFAULT (unixepoch())
-);
-CREATE TABLE IF NOT EXISTS user_permissions (
-    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-    path TEXT NOT NULL,
-    perms TEXT NOT NULL,
-    PRIMARY KEY (user, path)
-);
-CREATE TABLE IF NOT EXISTS bans (
-    ip TEXT PRIMARY KEY NOT NULL,
-    until INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    created INTEGER NOT NULL DEFAULT (unixepoch())
-);
-CREATE TABLE IF NOT EXISTS user_keys (
-    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    PRIMARY KEY (user, fingerprint)
-);
-";
-
-/// Columns added after the first release: added to an older database when it is opened.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("disabled", "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0"),
-    ("expires", "ALTER TABLE users ADD COLUMN expires TEXT"),
-    ("allow_from", "ALTER TABLE users ADD COLUMN allow_from TEXT"),
-    ("protocols", "ALTER TABLE users ADD COLUMN protocols TEXT"),
-    ("credentials", "ALTER TABLE users ADD COLUMN credentials INTEGER NOT NULL DEFAULT 0"),
-    ("max_sessions", "ALTER TABLE users ADD COLUMN max_sessions INTEGER"),
-    ("upload_rate", "ALTER TABLE users ADD COLUMN upload_rate INTEGER"),
-    ("download_rate", "ALTER TABLE users ADD COLUMN download_rate INTEGER"),
-    ("quota_bytes", "ALTER TABLE users ADD COLUMN quota_bytes INTEGER"),
-    ("quota_files", "ALTER TABLE users ADD COLUMN quota_files INTEGER"),
-];
-
-const USER_COLUMNS: &str = "SELECT name, home, password_hash IS NOT NULL,
-        (SELECT count(*) FROM user_keys k WHERE k.user = u.name),
+const USER_COLUMNS: &str = "SELECT name, home, CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END,
+        (SELECT count(*) FROM user_keys k WHERE k.\"user\" = u.name),
         disabled, expires, allow_from, protocols, credentials, max_sessions, upload_rate, download_rate,
         quota_bytes, quota_files
     FROM users u";
@@ -95,22 +53,26 @@ fn list_field(text: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+fn positive(n: Option<i64>) -> Option<u64> {
+    n.filter(|n| *n > 0).map(|n| n as u64)
+}
+
+fn user_row(r: &Row) -> Result<User, AuthError> {
     Ok(User {
-        name: r.get(0)?,
-        home: PathBuf::from(r.get::<_, String>(1)?),
-        has_password: r.get(2)?,
-        key_count: r.get::<_, i64>(3)? as usize,
-        disabled: r.get::<_, i64>(4)? != 0,
-        expires: r.get(5)?,
-        allow_from: list_field(r.get(6)?),
-        protocols: r.get::<_, Option<String>>(7)?.map(|p| list_field(Some(p))),
-        credentials: r.get(8)?,
-        max_sessions: r.get::<_, Option<i64>>(9)?.map(|n| n.max(0) as u64),
-        upload_rate: r.get::<_, Option<i64>>(10)?.filter(|n| *n > 0).map(|n| n as u64),
-        download_rate: r.get::<_, Option<i64>>(11)?.filter(|n| *n > 0).map(|n| n as u64),
-        quota_bytes: r.get::<_, Option<i64>>(12)?.filter(|n| *n > 0).map(|n| n as u64),
-        quota_files: r.get::<_, Option<i64>>(13)?.filter(|n| *n > 0).map(|n| n as u64),
+        name: r.text(0)?,
+        home: PathBuf::from(r.text(1)?),
+        has_password: r.int(2)? != 0,
+        key_count: r.int(3)?.max(0) as usize,
+        disabled: r.int(4)? != 0,
+        expires: r.opt_text(5)?,
+        allow_from: list_field(r.opt_text(6)?),
+        protocols: r.opt_text(7)?.map(|p| list_field(Some(p))),
+        credentials: r.int(8)?,
+        max_sessions: r.opt_int(9)?.map(|n| n.max(0) as u64),
+        upload_rate: positive(r.opt_int(10)?),
+        download_rate: positive(r.opt_int(11)?),
+        quota_bytes: positive(r.opt_int(12)?),
+        quota_files: positive(r.opt_int(13)?),
     })
 }
 
@@ -125,77 +87,59 @@ fn parse_key(line: &str) -> Result<PublicKey, AuthError> {
     PublicKey::from_openssh(line.trim()).map_err(|e| AuthError::InvalidKey { reason: e.to_string() })
 }
 
+fn count_as_u64(n: Option<u64>) -> Value {
+    n.map(|n| i64::try_from(n).unwrap_or(i64::MAX)).into()
+}
+
 impl UserStore {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the SQLite store at `path`.
     pub fn open(path: &Path) -> Result<UserStore, AuthError> {
-        let conn = Connection::open(path).ctx(&format!("opening {}", path.display()))?;
-        // WAL lets `ferry user add` write while the server reads; the busy timeout rides over the
-        // moments when both touch the file at once.
-        conn.busy_timeout(Duration::from_secs(5)).ctx("setting busy timeout")?;
-        conn.pragma_update(None, "journal_mode", "WAL").ctx("enabling WAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON").ctx("enabling foreign keys")?;
-        conn.execute_batch(SCHEMA).ctx("creating tables")?;
-        let existing: Vec<String> = {
-            let mut st = conn.prepare("SELECT name FROM pragma_table_info('users')").ctx("reading the schema")?;
-            let names = st.query_map([], |r| r.get(0)).ctx("reading the schema")?;
-            names.collect::<Result<_, _>>().ctx("reading the schema")?
-        };
-        for (column, sql) in MIGRATIONS {
-            if !existing.iter().any(|c| c == column) {
-                conn.execute_batch(sql).ctx(&format!("adding the column {column}"))?;
-            }
-        }
-        Ok(UserStore { conn: Mutex::new(conn) })
+        Ok(UserStore { db: Db::open_sqlite(path)? })
     }
 
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, AuthError>) -> Result<T, AuthError> {
-        // A poisoned lock only means another thread panicked mid-call; SQLite's own transactions keep
-        // the data consistent, so carry on with the connection.
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+    /// Connects to the PostgreSQL store at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and
+    /// creates or updates its tables.
+    pub fn open_postgres(url: &str) -> Result<UserStore, AuthError> {
+        Ok(UserStore { db: Db::open_postgres(url)? })
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
     pub fn add_user(&self, name: &str, password: Option<&str>, home: &Path) -> Result<(), AuthError> {
         validate_username(name)?;
         let hash = password.map(hash_password).transpose()?;
-        self.with(|c| {
-            let n = c
-                .execute(
-                    "INSERT INTO users (name, password_hash, home) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
-                    params![name, hash, home.to_string_lossy()],
-                )
-                .ctx("adding user")?;
-            if n == 0 {
-                return Err(AuthError::UserExists(name.to_string()));
-            }
-            Ok(())
-        })
+        let n = self.db.execute(
+            "INSERT INTO users (name, password_hash, home) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+            &[name.into(), hash.into(), home.to_string_lossy().into_owned().into()],
+            "adding user",
+        )?;
+        if n == 0 {
+            return Err(AuthError::UserExists(name.to_string()));
+        }
+        Ok(())
     }
 
     pub fn remove_user(&self, name: &str) -> Result<(), AuthError> {
-        self.with(|c| {
-            let n = c.execute("DELETE FROM users WHERE name = ?1", params![name]).ctx("removing user")?;
-            if n == 0 {
-                return Err(AuthError::NoSuchUser(name.to_string()));
-            }
-            Ok(())
-        })
+        let n = self.db.execute("DELETE FROM users WHERE name = ?1", &[name.into()], "removing user")?;
+        if n == 0 {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
     }
 
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         let hash = hash_password(password)?;
-        self.with(|c| {
-            let n = c
-                .execute(
-                    "UPDATE users SET password_hash = ?2, credentials = credentials + 1 WHERE name = ?1",
-                    params![name, hash],
-                )
-                .ctx("changing password")?;
-            if n == 0 {
-                return Err(AuthError::NoSuchUser(name.to_string()));
-            }
-            Ok(())
-        })
+        let n = self.db.execute(
+            "UPDATE users SET password_hash = ?2, credentials = credentials + 1 WHERE name = ?1",
+            &[name.into(), hash.into()],
+            "changing password",
+        )?;
+        if n == 0 {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
     }
 
     /// Adds an OpenSSH public key (`ssh-ed25519 AAAA... comment`) to a user. Adding the same key twice is
@@ -204,43 +148,39 @@ impl UserStore {
         let key = parse_key(key_line)?;
         let fp = key.fingerprint(Default::default()).to_string();
         let canonical = key.to_openssh().map_err(|e| AuthError::InvalidKey { reason: e.to_string() })?;
-        self.with(|c| {
-            if Self::lookup(c, name)?.is_none() {
-                return Err(AuthError::NoSuchUser(name.to_string()));
-            }
-            c.execute(
-                "INSERT INTO user_keys (user, key, fingerprint) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![name, canonical, fp],
-            )
-            .ctx("adding key")?;
-            c.execute("UPDATE users SET credentials = credentials + 1 WHERE name = ?1", params![name])
-                .ctx("adding key")?;
-            Ok(fp)
-        })
-    }
-
-    fn lookup(c: &Connection, name: &str) -> Result<Option<User>, AuthError> {
-        c.query_row(&format!("{USER_COLUMNS} WHERE name = ?1"), params![name], user_row)
-            .optional()
-            .ctx("looking up user")
+        if self.get(name)?.is_none() {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        self.db.execute(
+            "INSERT INTO user_keys (\"user\", key, fingerprint) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            &[name.into(), canonical.into(), fp.clone().into()],
+            "adding key",
+        )?;
+        self.db.execute(
+            "UPDATE users SET credentials = credentials + 1 WHERE name = ?1",
+            &[name.into()],
+            "adding key",
+        )?;
+        Ok(fp)
     }
 
     pub fn get(&self, name: &str) -> Result<Option<User>, AuthError> {
-        self.with(|c| Self::lookup(c, name))
+        self.db
+            .query_row(&format!("{USER_COLUMNS} WHERE name = ?1"), &[name.into()], "looking up user")?
+            .map(|r| user_row(&r))
+            .transpose()
     }
 
     pub fn list(&self) -> Result<Vec<User>, AuthError> {
-        self.with(|c| {
-            let mut st = c.prepare(&format!("{USER_COLUMNS} ORDER BY name")).ctx("listing users")?;
-            let rows = st.query_map([], user_row).ctx("listing users")?;
-            rows.collect::<Result<Vec<_>, _>>().ctx("listing users")
-        })
+        let rows = self.db.query(&format!("{USER_COLUMNS} ORDER BY name"), &[], "listing users")?;
+        rows.iter().map(user_row).collect()
     }
 
     pub fn is_empty(&self) -> Result<bool, AuthError> {
-        self.with(|c| {
-            c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0)).ctx("counting users").map(|n| n == 0)
-        })
+        match self.db.query_row("SELECT count(*) FROM users", &[], "counting users")? {
+            Some(r) => Ok(r.int(0)? == 0),
+            None => Ok(true),
+        }
     }
 
     /// The user, if `password` is theirs. Costs one argon2 verification whether or not the user exists.
@@ -254,68 +194,68 @@ impl UserStore {
         }
     }
 
-    /// A user's keys as stored (OpenSSH public key lines, comments kept), by fingerprint.
+    /// A user's keys as stored (OpenSSH public key lines, comments kept), by fingerprint, oldest first.
     pub fn keys(&self, name: &str) -> Result<Vec<(String, String)>, AuthError> {
-        self.with(|c| {
-            let mut st = c
-                .prepare("SELECT fingerprint, key FROM user_keys WHERE user = ?1 ORDER BY rowid")
-                .ctx("reading keys")?;
-            let rows = st
-                .query_map(params![name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .ctx("reading keys")?;
-            rows.collect::<Result<Vec<_>, _>>().ctx("reading keys")
-        })
+        let rows = self.db.query(
+            "SELECT fingerprint, key FROM user_keys WHERE \"user\" = ?1 ORDER BY rowid",
+            &[name.into()],
+            "reading keys",
+        )?;
+        rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
     }
 
     /// Removes the key with this fingerprint (`SHA256:...`); false if the user has none such.
     pub fn remove_key(&self, name: &str, fingerprint: &str) -> Result<bool, AuthError> {
-        self.with(|c| {
-            let n = c
-                .execute("DELETE FROM user_keys WHERE user = ?1 AND fingerprint = ?2", params![name, fingerprint])
-                .ctx("removing key")?;
-            if n > 0 {
-                c.execute("UPDATE users SET credentials = credentials + 1 WHERE name = ?1", params![name])
-                    .ctx("removing key")?;
-            }
-            Ok(n > 0)
-        })
+        let n = self.db.execute(
+            "DELETE FROM user_keys WHERE \"user\" = ?1 AND fingerprint = ?2",
+            &[name.into(), fingerprint.into()],
+            "removing key",
+        )?;
+        if n > 0 {
+            self.db.execute(
+                "UPDATE users SET credentials = credentials + 1 WHERE name = ?1",
+                &[name.into()],
+                "removing key",
+            )?;
+        }
+        Ok(n > 0)
     }
 
     /// Sets one column of a user's account settings; an error if there is no such user.
-    fn set_account(&self, name: &str, column: &str, value: Option<String>) -> Result<(), AuthError> {
-        self.with(|c| {
-            let n = c
-                .execute(&format!("UPDATE users SET {column} = ?2 WHERE name = ?1"), params![name, value])
-                .ctx("changing the account")?;
-            if n == 0 {
-                return Err(AuthError::NoSuchUser(name.to_string()));
-            }
-            Ok(())
-        })
+    fn set_account(&self, name: &str, column: &str, value: Value) -> Result<(), AuthError> {
+        let n = self.db.execute(
+            &format!("UPDATE users SET {column} = ?2 WHERE name = ?1"),
+            &[name.into(), value],
+            "changing the account",
+        )?;
+        if n == 0 {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
     }
 
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
-        self.set_account(name, "disabled", Some(if disabled { "1" } else { "0" }.to_string()))
+        self.set_account(name, "disabled", Value::Int(disabled.into()))
     }
 
     /// `YYYY-MM-DD` (checked by the caller), or `None` for never.
     pub fn set_expires(&self, name: &str, date: Option<&str>) -> Result<(), AuthError> {
-        self.set_account(name, "expires", date.map(str::to_string))
+        self.set_account(name, "expires", date.into())
     }
 
     /// CIDR texts (checked by the caller); empty: anywhere.
     pub fn set_allow_from(&self, name: &str, cidrs: &[String]) -> Result<(), AuthError> {
-        self.set_account(name, "allow_from", (!cidrs.is_empty()).then(|| cidrs.join(",")))
+        self.set_account(name, "allow_from", (!cidrs.is_empty()).then(|| cidrs.join(",")).into())
     }
 
     /// Protocol names (checked by the caller); `None`: every protocol.
     pub fn set_protocols(&self, name: &str, protocols: Option<&[String]>) -> Result<(), AuthError> {
-        self.set_account(name, "protocols", protocols.map(|p| p.join(",")))
+        self.set_account(name, "protocols", protocols.map(|p| p.join(",")).into())
     }
 
     /// Sessions at once; `None`: the server's default.
     pub fn set_max_sessions(&self, name: &str, n: Option<u64>) -> Result<(), AuthError> {
-        self.set_account(name, "max_sessions", n.map(|n| n.to_string()))
+        self.set_account(name, "max_sessions", count_as_u64(n))
     }
 
     /// Bytes per second per session; `None` or 0: no limit.
@@ -326,10 +266,10 @@ impl UserStore {
         download: Option<Option<u64>>,
     ) -> Result<(), AuthError> {
         if let Some(up) = upload {
-            self.set_account(name, "upload_rate", up.filter(|n| *n > 0).map(|n| n.to_string()))?;
+            self.set_account(name, "upload_rate", count_as_u64(up.filter(|n| *n > 0)))?;
         }
         if let Some(down) = download {
-            self.set_account(name, "download_rate", down.filter(|n| *n > 0).map(|n| n.to_string()))?;
+            self.set_account(name, "download_rate", count_as_u64(down.filter(|n| *n > 0)))?;
         }
         Ok(())
     }
@@ -338,81 +278,76 @@ impl UserStore {
     pub fn set_quota(&self, name: &str, bytes: Option<u64>, files: Option<u64>) -> Result<(), AuthError> {
         for (column, value) in [("quota_bytes", bytes), ("quota_files", files)] {
             if let Some(v) = value {
-                self.set_account(name, column, (v > 0).then(|| v.to_string()))?;
+                self.set_account(name, column, count_as_u64((v > 0).then_some(v)))?;
             }
         }
         Ok(())
     }
 
-    /// Changes whenever another connection (another process: the `ferry user` commands) has committed a
-    /// change, so a server can poll it cheaply and react to changes without a restart.
+    /// Changes whenever the data changed elsewhere (another process: the `ferry user` commands; with
+    /// PostgreSQL, another node too), so a server can poll it cheaply and react without a restart.
     pub fn data_version(&self) -> Result<i64, AuthError> {
-        self.with(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)).ctx("reading data_version"))
+        self.db.data_version()
     }
 
     /// Sets the permission rule of `name` at `path` (replacing one there). `perms` is stored as given;
     /// the caller has checked it.
     pub fn set_permission(&self, name: &str, path: &str, perms: &str) -> Result<(), AuthError> {
-        self.with(|c| {
-            let n = c
-                .execute(
-                    "INSERT INTO user_permissions (user, path, perms) SELECT name, ?2, ?3 FROM users WHERE name = ?1
-                     ON CONFLICT (user, path) DO UPDATE SET perms = excluded.perms",
-                    params![name, path, perms],
-                )
-                .ctx("setting a permission rule")?;
-            if n == 0 {
-                return Err(AuthError::NoSuchUser(name.to_string()));
-            }
-            Ok(())
-        })
+        let n = self.db.execute(
+            "INSERT INTO user_permissions (\"user\", path, perms) SELECT name, ?2, ?3 FROM users WHERE name = ?1
+             ON CONFLICT (\"user\", path) DO UPDATE SET perms = excluded.perms",
+            &[name.into(), path.into(), perms.into()],
+            "setting a permission rule",
+        )?;
+        if n == 0 {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
     }
 
     /// Removes the rule of `name` at `path`; false if there was none.
     pub fn remove_permission(&self, name: &str, path: &str) -> Result<bool, AuthError> {
-        self.with(|c| {
-            let n = c
-                .execute("DELETE FROM user_permissions WHERE user = ?1 AND path = ?2", params![name, path])
-                .ctx("removing a permission rule")?;
-            Ok(n > 0)
-        })
+        let n = self.db.execute(
+            "DELETE FROM user_permissions WHERE \"user\" = ?1 AND path = ?2",
+            &[name.into(), path.into()],
+            "removing a permission rule",
+        )?;
+        Ok(n > 0)
     }
 
     /// Every rule of `name`, as `(path, perms)`, by path.
     pub fn permissions(&self, name: &str) -> Result<Vec<(String, String)>, AuthError> {
-        self.with(|c| {
-            let mut st = c
-                .prepare("SELECT path, perms FROM user_permissions WHERE user = ?1 ORDER BY path")
-                .ctx("reading permission rules")?;
-            let rows = st
-                .query_map(params![name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .ctx("reading permission rules")?;
-            rows.collect::<Result<Vec<_>, _>>().ctx("reading permission rules")
-        })
+        let rows = self.db.query(
+            "SELECT path, perms FROM user_permissions WHERE \"user\" = ?1 ORDER BY path",
+            &[name.into()],
+            "reading permission rules",
+        )?;
+        rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
     }
 
     /// The stored password hash of `name` (None: no such user, or no password).
     fn password_hash(&self, name: &str) -> Result<Option<String>, AuthError> {
-        let row = self.with(|c| {
-            c.query_row("SELECT password_hash FROM users WHERE name = ?1", params![name], |r| {
-                r.get::<_, Option<String>>(0)
-            })
-            .optional()
-            .ctx("checking password")
-        })?;
-        Ok(row.flatten())
+        match self.db.query_row(
+            "SELECT password_hash FROM users WHERE name = ?1",
+            &[name.into()],
+            "checking password",
+        )? {
+            Some(r) => r.opt_text(0),
+            None => Ok(None),
+        }
     }
 
     /// The user, if `key` is one of their authorised keys.
     pub fn check_key(&self, name: &str, key: &PublicKey) -> Result<Option<User>, AuthError> {
         let fp = key.fingerprint(Default::default()).to_string();
-        let stored: Option<String> = self.with(|c| {
-            c.query_row("SELECT key FROM user_keys WHERE user = ?1 AND fingerprint = ?2", params![name, fp], |r| {
-                r.get(0)
-            })
-            .optional()
-            .ctx("checking key")
-        })?;
+        let stored = match self.db.query_row(
+            "SELECT key FROM user_keys WHERE \"user\" = ?1 AND fingerprint = ?2",
+            &[name.into(), fp.into()],
+            "checking key",
+        )? {
+            Some(r) => Some(r.text(0)?),
+            None => None,
+        };
         // The fingerprint picks the row; the full key comparison is what decides.
         match stored.map(|s| parse_key(&s)) {
             Some(Ok(k)) if k.key_data() == key.key_data() => self.get(name),
@@ -428,11 +363,7 @@ mod tests {
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
 
-    fn store() -> (UserStore, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("ferry-auth-test-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).expect("tmp");
-        (UserStore::open(&dir.join("users.db")).expect("open"), dir)
-    }
+    use crate::testdb::stores;
 
     #[test]
     fn unknown_users_cost_a_real_argon2id_check() {
@@ -448,79 +379,130 @@ mod tests {
 
     #[test]
     fn add_check_remove() {
-        let (s, dir) = store();
-        assert!(s.is_empty().expect("empty"));
-        s.add_user("alice", Some("pw"), &dir.join("alice")).expect("add");
-        assert!(matches!(s.add_user("alice", None, &dir), Err(AuthError::UserExists(_))));
-        assert_eq!(s.check_password("alice", "pw").expect("ok").map(|u| u.name), Some("alice".into()));
-        assert_eq!(s.check_password("alice", "nope").expect("ok"), None);
-        assert_eq!(s.check_password("bob", "pw").expect("ok"), None);
-        s.set_password("alice", "new").expect("passwd");
-        assert_eq!(s.check_password("alice", "pw").expect("ok"), None);
-        assert!(s.check_password("alice", "new").expect("ok").is_some());
-        s.remove_user("alice").expect("remove");
-        assert!(matches!(s.remove_user("alice"), Err(AuthError::NoSuchUser(_))));
-        assert_eq!(s.check_password("alice", "new").expect("ok"), None);
-        let _ = std::fs::remove_dir_all(dir);
+        for s in stores() {
+            let dir = &s.dir;
+            assert!(s.is_empty().expect("empty"), "{}", s.kind);
+            s.add_user("alice", Some("pw"), &dir.join("alice")).expect("add");
+            assert!(matches!(s.add_user("alice", None, dir), Err(AuthError::UserExists(_))), "{}", s.kind);
+            assert_eq!(s.check_password("alice", "pw").expect("ok").map(|u| u.name), Some("alice".into()));
+            assert_eq!(s.check_password("alice", "nope").expect("ok"), None);
+            assert_eq!(s.check_password("bob", "pw").expect("ok"), None);
+            s.set_password("alice", "new").expect("passwd");
+            assert_eq!(s.check_password("alice", "pw").expect("ok"), None);
+            assert!(s.check_password("alice", "new").expect("ok").is_some());
+            s.remove_user("alice").expect("remove");
+            assert!(matches!(s.remove_user("alice"), Err(AuthError::NoSuchUser(_))), "{}", s.kind);
+            assert_eq!(s.check_password("alice", "new").expect("ok"), None);
+        }
+    }
+
+    #[test]
+    fn account_settings_round_trip() {
+        for s in stores() {
+            s.add_user("acc", None, &s.dir.join("acc")).expect("add");
+            let v0 = s.data_version().expect("version");
+            s.set_disabled("acc", true).expect("disable");
+            s.set_expires("acc", Some("2030-01-31")).expect("expires");
+            s.set_allow_from("acc", &["10.0.0.0/8".into(), "192.0.2.1/32".into()]).expect("allow");
+            s.set_protocols("acc", Some(&["sftp".into()])).expect("protocols");
+            s.set_max_sessions("acc", Some(3)).expect("sessions");
+            s.set_rates("acc", Some(Some(1000)), Some(None)).expect("rates");
+            s.set_quota("acc", Some(5 << 30), Some(10)).expect("quota");
+            s.set_permission("acc", "/in", "list,upload").expect("perm");
+            s.set_permission("acc", "/in", "list").expect("perm replaced");
+            let u = s.get("acc").expect("get").expect("there");
+            assert!(u.disabled && !u.has_password, "{}: {u:?}", s.kind);
+            assert_eq!(u.expires.as_deref(), Some("2030-01-31"));
+            assert_eq!(u.allow_from, ["10.0.0.0/8", "192.0.2.1/32"]);
+            assert_eq!(u.protocols, Some(vec!["sftp".to_string()]));
+            assert_eq!((u.max_sessions, u.upload_rate, u.download_rate), (Some(3), Some(1000), None));
+            assert_eq!((u.quota_bytes, u.quota_files), (Some(5 << 30), Some(10)), "{}", s.kind);
+            assert_eq!(s.permissions("acc").expect("perms"), [("/in".to_string(), "list".to_string())]);
+            s.set_disabled("acc", false).expect("enable");
+            s.set_expires("acc", None).expect("never");
+            s.set_allow_from("acc", &[]).expect("anywhere");
+            s.set_quota("acc", Some(0), None).expect("lift");
+            let u = s.get("acc").expect("get").expect("there");
+            assert!(!u.disabled && u.expires.is_none() && u.allow_from.is_empty(), "{}: {u:?}", s.kind);
+            assert_eq!((u.quota_bytes, u.quota_files), (None, Some(10)));
+            assert!(s.remove_permission("acc", "/in").expect("rm") && !s.remove_permission("acc", "/in").expect("rm"));
+            assert!(matches!(s.set_disabled("nobody", true), Err(AuthError::NoSuchUser(_))));
+            assert!(matches!(s.set_permission("nobody", "/", "list"), Err(AuthError::NoSuchUser(_))));
+            // PostgreSQL counts every change (another node's too); SQLite only another connection's, so
+            // the same store sees its own writes without a version change there.
+            if s.kind == "postgres" {
+                assert!(s.data_version().expect("version") > v0, "changes are visible to pollers");
+            }
+        }
     }
 
     #[test]
     fn keys() {
-        let (s, dir) = store();
-        s.add_user("k", None, &dir).expect("add");
-        assert_eq!(s.check_password("k", "").expect("ok"), None, "a key-only user has no password");
-        let fp = s.add_key("k", KEY).expect("key");
-        assert!(fp.starts_with("SHA256:"));
-        s.add_key("k", KEY).expect("same key twice is fine");
-        let key = parse_key(KEY).expect("parse");
-        assert!(s.check_key("k", &key).expect("ok").is_some());
-        assert!(s.check_key("other", &key).expect("ok").is_none());
-        assert!(matches!(s.add_key("k", "ssh-ed25519 garbage"), Err(AuthError::InvalidKey { .. })));
-        assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
-        assert_eq!(s.list().expect("list")[0].key_count, 1);
-        assert!(
-            !s.is_empty().expect("count"),
-            "a store with a user is not empty (serve adds `demo` only to an empty one)"
-        );
-        let _ = std::fs::remove_dir_all(dir);
+        for s in stores() {
+            s.add_user("k", None, &s.dir).expect("add");
+            assert_eq!(s.check_password("k", "").expect("ok"), None, "a key-only user has no password");
+            let fp = s.add_key("k", KEY).expect("key");
+            assert!(fp.starts_with("SHA256:"));
+            s.add_key("k", KEY).expect("same key twice is fine");
+            let key = parse_key(KEY).expect("parse");
+            assert!(s.check_key("k", &key).expect("ok").is_some(), "{}", s.kind);
+            assert!(s.check_key("other", &key).expect("ok").is_none());
+            assert!(matches!(s.add_key("k", "ssh-ed25519 garbage"), Err(AuthError::InvalidKey { .. })));
+            assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
+            assert_eq!(s.list().expect("list")[0].key_count, 1, "{}", s.kind);
+            assert_eq!(s.keys("k").expect("keys").len(), 1);
+            assert!(
+                !s.is_empty().expect("count"),
+                "a store with a user is not empty (serve adds `demo` only to an empty one)"
+            );
+            let before = s.get("k").expect("get").expect("there").credentials;
+            assert!(s.remove_key("k", &fp).expect("rm") && !s.remove_key("k", &fp).expect("rm again"));
+            assert!(s.get("k").expect("get").expect("there").credentials > before, "live sessions can tell");
+            // Removing a user removes their keys: a user of the same name added later does not inherit them.
+            s.add_key("k", KEY).expect("key");
+            s.remove_user("k").expect("rm user");
+            s.add_user("k", None, &s.dir).expect("add again");
+            assert!(s.check_key("k", &key).expect("ok").is_none(), "{}", s.kind);
+        }
     }
 
     #[test]
     fn a_row_whose_fingerprint_matches_but_whose_key_differs_is_not_the_key() {
         // The fingerprint only picks the row; a tampered or corrupt row with another key is never accepted.
         const OTHER: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEdXbyvmHNsxVGJBuMfb6k5nDVBCCqUrzmGxYbZ8R9Yt x";
-        let (s, dir) = store();
-        s.add_user("k", None, &dir).expect("add");
-        s.add_key("k", KEY).expect("key");
-        s.with(|c| c.execute("UPDATE user_keys SET key = ?1", params![OTHER]).ctx("tamper")).expect("tamper");
-        assert!(s.check_key("k", &parse_key(KEY).expect("parse")).expect("ok").is_none());
-        let _ = std::fs::remove_dir_all(dir);
+        for s in stores() {
+            s.add_user("k", None, &s.dir).expect("add");
+            s.add_key("k", KEY).expect("key");
+            s.db().execute("UPDATE user_keys SET key = ?1", &[OTHER.into()], "tamper").expect("tamper");
+            assert!(s.check_key("k", &parse_key(KEY).expect("parse")).expect("ok").is_none(), "{}", s.kind);
+        }
     }
 
     #[tokio::test]
     async fn server_password_checks() {
-        let (s, dir) = store();
-        s.add_user("alice", Some("pw"), &dir.join("alice")).expect("add");
-        s.add_user("keys-only", None, &dir.join("keys-only")).expect("add");
-        let s = std::sync::Arc::new(s);
-        let check = |name: &str, pw: &str| {
-            let (s, name, pw) = (s.clone(), name.to_string(), pw.to_string());
-            async move { check_password(&s, &name, &pw).await.expect("checked") }
-        };
-        assert!(matches!(check("alice", "pw").await, PasswordCheck::Ok(u) if u.name == "alice"));
-        assert!(matches!(check("alice", "pw ").await, PasswordCheck::Wrong));
-        assert!(matches!(check("bob", "pw").await, PasswordCheck::Wrong), "an unknown user");
-        // A user without a password is not let in by the password the dummy hash was made from.
-        assert!(matches!(check("keys-only", "ferry-dummy-password").await, PasswordCheck::Wrong));
-        // Over-long names and passwords are refused unchecked; at the limits they are checked.
-        let long_name = "a".repeat(crate::MAX_USERNAME_LEN);
-        s.add_user(&long_name, Some("pw"), &dir.join("long")).expect("add a name of the longest length");
-        assert!(matches!(check(&long_name, "pw").await, PasswordCheck::Ok(_)));
-        let longest_pw = "p".repeat(crate::MAX_PASSWORD_LEN);
-        s.set_password("alice", &longest_pw).expect("passwd");
-        assert!(matches!(check("alice", &longest_pw).await, PasswordCheck::Ok(_)));
-        assert!(matches!(check(&format!("{long_name}a"), "pw").await, PasswordCheck::Wrong));
-        let _ = std::fs::remove_dir_all(dir);
+        for t in stores() {
+            let dir = t.dir.clone();
+            t.add_user("alice", Some("pw"), &dir.join("alice")).expect("add");
+            t.add_user("keys-only", None, &dir.join("keys-only")).expect("add");
+            let s = t.store.clone();
+            let check = |name: &str, pw: &str| {
+                let (s, name, pw) = (s.clone(), name.to_string(), pw.to_string());
+                async move { check_password(&s, &name, &pw).await.expect("checked") }
+            };
+            assert!(matches!(check("alice", "pw").await, PasswordCheck::Ok(u) if u.name == "alice"));
+            assert!(matches!(check("alice", "pw ").await, PasswordCheck::Wrong));
+            assert!(matches!(check("bob", "pw").await, PasswordCheck::Wrong), "an unknown user");
+            // A user without a password is not let in by the password the dummy hash was made from.
+            assert!(matches!(check("keys-only", "ferry-dummy-password").await, PasswordCheck::Wrong));
+            // Over-long names and passwords are refused unchecked; at the limits they are checked.
+            let long_name = "a".repeat(crate::MAX_USERNAME_LEN);
+            s.add_user(&long_name, Some("pw"), &dir.join("long")).expect("add a name of the longest length");
+            assert!(matches!(check(&long_name, "pw").await, PasswordCheck::Ok(_)));
+            let longest_pw = "p".repeat(crate::MAX_PASSWORD_LEN);
+            s.set_password("alice", &longest_pw).expect("passwd");
+            assert!(matches!(check("alice", &longest_pw).await, PasswordCheck::Ok(_)));
+            assert!(matches!(check(&format!("{long_name}a"), "pw").await, PasswordCheck::Wrong));
+        }
     }
 }
 

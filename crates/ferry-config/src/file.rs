@@ -22,6 +22,15 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub defender: DefenderConfig,
     pub log: LogConfig,
+    pub users: UsersConfig,
+}
+
+/// Where the users (and bans) are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsersConfig {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, or the path of a SQLite file; `None`: `users.db` in
+    /// the data dir.
+    pub database: Option<String>,
 }
 
 /// The defender (`[defender]`): scores each source address for failed logins, protocol garbage and
@@ -224,6 +233,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             defender: DefenderConfig::default(),
             log: LogConfig::default(),
+            users: UsersConfig::default(),
         }
     }
 }
@@ -270,6 +280,14 @@ struct RawConfig {
     defender: RawDefender,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    users: RawUsers,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    database: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -418,6 +436,20 @@ impl Config {
                     "add at least one { protocols = \"sftp\", address = \"0.0.0.0:2222\" }",
                 ));
             }
+        }
+        if let Some(db) = raw.users.database {
+            let value = db.get_ref().trim();
+            let looks_like_url = value.contains("://");
+            let postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
+            if value.is_empty() || (looks_like_url && !postgres) {
+                return Err(err(
+                    Some(line_of(text, db.span().start)),
+                    Some("users.database"),
+                    format!("{:?} is not a PostgreSQL URL or a SQLite file", db.get_ref()),
+                    "database = \"postgres://ferry:PASSWORD@db.example.com:5432/ferry\", or a path such as \"/var/lib/ferry/users.db\"",
+                ));
+            }
+            config.users.database = Some(value.to_string());
         }
         if let Some(list) = raw.server.trusted_proxies {
             config.server.trusted_proxies = list
@@ -659,6 +691,12 @@ shutdown_grace_secs = 30
 # On a listener serving several protocols, a client that sends nothing for this long is greeted as an FTP
 # client (SSH and TLS clients speak at once, so they never wait for it). Single-protocol listeners never wait.
 detection_wait_ms = 150
+
+[users]
+# Where users, keys, permissions, quotas and bans are kept: users.db (SQLite) in the data dir by default,
+# another SQLite file, or PostgreSQL, shared by every node behind a load balancer (tables are created and
+# updated at start). `ferry --config FILE user ...` and `ferry --config FILE ban ...` use the same database.
+# database = "postgres://ferry:PASSWORD@db.example.com:5432/ferry"
 
 [sftp]
 # SSH host keys in OpenSSH format. Empty: use the ed25519 and RSA 3072 keys Ferry generated in the data
@@ -908,5 +946,17 @@ mod tests {
         assert!(e.hint.contains("trusted_proxies"), "{e}");
         let e = parse("[server]\n\ntrusted_proxies = [\"balancer\"]\n").expect_err("not a CIDR");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("server.trusted_proxies")));
+    }
+
+    #[test]
+    fn users_database() {
+        assert_eq!(Config::default().users.database, None, "users.db in the data dir");
+        let c = parse("[users]\ndatabase = \"postgres://ferry:pw@127.0.0.1:5432/ferry\"\n").expect("parses");
+        assert_eq!(c.users.database.as_deref(), Some("postgres://ferry:pw@127.0.0.1:5432/ferry"));
+        let c = parse("[users]\ndatabase = \"/var/lib/ferry/users.db\"\n").expect("a SQLite file");
+        assert_eq!(c.users.database.as_deref(), Some("/var/lib/ferry/users.db"));
+        let e = parse("[users]\n\ndatabase = \"mysql://x@y/z\"\n").expect_err("not PostgreSQL");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("users.database")));
+        assert!(e.hint.contains("postgres://"), "{e}");
     }
 }

@@ -14,6 +14,6 @@ pub use algorithms::{parse as parse_algorithm_list, AlgorithmError, AlgorithmLis
 pub use cidr::Cidr;
 pub use file::{
     Config, ConfigError, DefenderConfig, FtpsConfig, LimitsConfig, LogConfig, LogFormat, MaxStartups, ServerConfig,
-    SftpConfig, UploadsConfig, ANNOTATED_TEMPLATE,
+    SftpConfig, UploadsConfig, UsersConfig, ANNOTATED_TEMPLATE,
 };
 pub use listen::{ListenerSpec, PortRange, Protocol, SpecError};

@@ -49,8 +49,9 @@ fn parse_ip(text: &str) -> Result<IpAddr, CliError> {
 }
 
 pub fn run(global: &GlobalArgs, cmd: &BanCmd) -> Result<(), CliError> {
-    let Env { config, data_dir } = load(global)?;
-    let store = open_store(&data_dir)?;
+    let env = load(global)?;
+    let store = open_store(&env)?;
+    let Env { config, .. } = env;
     match cmd {
         BanCmd::List { json } => {
             let bans = store.bans()?;

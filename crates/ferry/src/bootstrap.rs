@@ -69,12 +69,23 @@ pub fn set_private(path: &Path, mode: u32) {
     let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
 }
 
-pub fn open_store(data_dir: &Path) -> Result<UserStore, CliError> {
-    ensure_data_dir(data_dir)?;
-    let path = data_dir.join("users.db");
-    let store = UserStore::open(&path)?;
-    set_private(&path, 0o600);
-    Ok(store)
+/// The user store the configuration names (`[users] database`): PostgreSQL, another SQLite file, or
+/// `users.db` in the data dir.
+pub fn open_store(env: &Env) -> Result<UserStore, CliError> {
+    ensure_data_dir(&env.data_dir)?;
+    match env.config.users.database.as_deref() {
+        Some(url) if ferry_auth::is_postgres_url(url) => UserStore::open_postgres(url).map_err(|e| {
+            CliError::runtime(e.to_string()).with_hint(
+                "check [users] database in the configuration: postgres://USER:PASSWORD@HOST:PORT/DATABASE, and that the server accepts this user from here",
+            )
+        }),
+        other => {
+            let path = other.map(PathBuf::from).unwrap_or_else(|| env.data_dir.join("users.db"));
+            let store = UserStore::open(&path)?;
+            set_private(&path, 0o600);
+            Ok(store)
+        }
+    }
 }
 
 pub fn default_home(data_dir: &Path, name: &str) -> PathBuf {

@@ -157,8 +157,8 @@ fn open_uploads(data_dir: &std::path::Path, config: &Config) -> Result<Arc<Uploa
 pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     let env = bootstrap::load(global)?;
     logging::init(&env.config.log.level, env.config.log.format);
+    let store = Arc::new(open_store(&env)?);
     let config = settle(env.config, args)?;
-    let store = Arc::new(open_store(&env.data_dir)?);
     let demo_password = ensure_demo_user(&store, &env.data_dir)?;
     // A home that exposes the data dir (keys, password hashes) or contains it is refused before serving.
     for user in store.list()? {

@@ -45,8 +45,8 @@ fn machine_name() -> String {
 
 pub fn run(global: &GlobalArgs, args: &SheetArgs) -> Result<(), CliError> {
     let env = crate::bootstrap::load(global)?;
+    let store = crate::bootstrap::open_store(&env)?;
     let config = crate::serve::settle(env.config, &args.serve)?;
-    let store = crate::bootstrap::open_store(&env.data_dir)?;
     let Some(user) = store.get(&args.name)? else {
         return Err(ferry_auth::AuthError::NoSuchUser(args.name.clone()).into());
     };

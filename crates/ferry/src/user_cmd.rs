@@ -134,8 +134,9 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
     if let UserCmd::Sheet(args) = cmd {
         return crate::sheet::run(global, args);
     }
-    let Env { data_dir, .. } = crate::bootstrap::load(global)?;
-    let store = open_store(&data_dir)?;
+    let env = crate::bootstrap::load(global)?;
+    let store = open_store(&env)?;
+    let Env { data_dir, .. } = env;
     match cmd {
         UserCmd::Add(a) => {
             validate_username(&a.name)?;
