@@ -1202,3 +1202,54 @@ def postgres_url(postgres_admin_url: str) -> str:
     subprocess.run(["psql", postgres_admin_url, "-qAtc", f"CREATE DATABASE {db}"], check=True,
                    capture_output=True, timeout=30)
     return with_database(postgres_admin_url, db)
+
+
+# --------------------------------------------------------------------------------------------------
+# S3 (issue 13): a Garage bucket users' files can live in
+
+class S3Bucket:
+    def __init__(self, line: str):
+        self.endpoint, self.region, self.bucket, self.key_id, self.secret = line.split()
+
+    def storage_toml(self, prefix: str) -> str:
+        return (
+            f'[storage]\nbackend = "s3"\nendpoint = "{self.endpoint}"\nregion = "{self.region}"\n'
+            f'bucket = "{self.bucket}"\nprefix = "{prefix}"\naccess_key_id = "{self.key_id}"\n'
+            f'secret_access_key = "{self.secret}"\n'
+        )
+
+    def rclone(self, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
+        """rclone against the bucket itself (`:s3:BUCKET/...`), to see what Ferry stored."""
+        cmd = ["rclone", "--s3-provider", "Other", "--s3-endpoint", self.endpoint, "--s3-region", self.region,
+               "--s3-access-key-id", self.key_id, "--s3-secret-access-key", self.secret,
+               "--s3-force-path-style=true", *args]
+        # rclone's AWS SDK fails on an AWS_CA_BUNDLE (some CI images set one) with its own transport.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        proc = subprocess.run(cmd, capture_output=True, text=text, timeout=120, stdin=subprocess.DEVNULL, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"`{' '.join(args)}` exited {proc.returncode}\n{proc.stderr}")
+        return proc
+
+    def keys(self, prefix: str) -> list[str]:
+        out = self.rclone("lsf", "-R", "--files-only", f":s3:{self.bucket}/{prefix}").stdout
+        return sorted(line for line in out.splitlines() if line)
+
+    def cat(self, key: str) -> bytes:
+        return self.rclone("cat", f":s3:{self.bucket}/{key}", text=False).stdout
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(tmp_path_factory) -> Iterator[S3Bucket]:
+    """A Garage bucket: `$FERRY_TEST_S3` ("ENDPOINT REGION BUCKET KEY SECRET", scripts/test starts one), else
+    one started here with scripts/garage (garage must be installed: `scripts/garage install`)."""
+    line = os.environ.get("FERRY_TEST_S3", "")
+    if line:
+        yield S3Bucket(line)
+        return
+    d = tmp_path_factory.mktemp("garage")
+    proc = subprocess.run([str(REPO_ROOT / "scripts" / "garage"), "start", str(d)], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/garage could not start Garage:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    yield S3Bucket(proc.stdout.strip().splitlines()[-1])
+    subprocess.run([str(REPO_ROOT / "scripts" / "garage"), "stop", str(d)], timeout=60)

@@ -426,6 +426,22 @@ mod tests {
             assert!(!u.disabled && u.expires.is_none() && u.allow_from.is_empty(), "{}: {u:?}", s.kind);
             assert_eq!((u.quota_bytes, u.quota_files), (None, Some(10)));
             assert!(s.remove_permission("acc", "/in").expect("rm") && !s.remove_permission("acc", "/in").expect("rm"));
+            // A 0 or negative written by hand means no limit, as `--quota-bytes 0` does.
+            s.db()
+                .execute(
+                    "UPDATE users SET upload_rate = 0, download_rate = -1, quota_files = 0, quota_bytes = 0, max_sessions = -3 WHERE name = ?1",
+                    &["acc".into()],
+                    "by hand",
+                )
+                .expect("by hand");
+            let u = s.get("acc").expect("get").expect("there");
+            assert_eq!(
+                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files),
+                (None, None, None, None),
+                "{}",
+                s.kind
+            );
+            assert_eq!(u.max_sessions, Some(0), "a negative session limit reads as 0: no limit");
             assert!(matches!(s.set_disabled("nobody", true), Err(AuthError::NoSuchUser(_))));
             assert!(matches!(s.set_permission("nobody", "/", "list"), Err(AuthError::NoSuchUser(_))));
             // PostgreSQL counts every change (another node's too); SQLite only another connection's, so

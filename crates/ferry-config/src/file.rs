@@ -23,6 +23,29 @@ pub struct Config {
     pub defender: DefenderConfig,
     pub log: LogConfig,
     pub users: UsersConfig,
+    pub storage: StorageConfig,
+}
+
+/// Where users' files are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StorageConfig {
+    /// Each user's home directory on this machine.
+    #[default]
+    Local,
+    /// An S3-compatible bucket, each user under `prefix` + NAME + `/`.
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `https://s3.REGION.amazonaws.com` when not given.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// `None`: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 /// Where the users (and bans) are kept.
@@ -234,6 +257,7 @@ impl Default for Config {
             defender: DefenderConfig::default(),
             log: LogConfig::default(),
             users: UsersConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -282,6 +306,20 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     users: RawUsers,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    backend: Option<Spanned<String>>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -450,6 +488,47 @@ impl Config {
                 ));
             }
             config.users.database = Some(value.to_string());
+        }
+        let st = raw.storage;
+        match st.backend.as_ref().map(|b| b.get_ref().as_str()) {
+            None | Some("local") => {
+                if st.bucket.is_some() || st.endpoint.is_some() {
+                    return Err(err(
+                        None,
+                        Some("storage.backend"),
+                        "S3 settings are given but the backend is local".into(),
+                        "add backend = \"s3\" to [storage], or remove the S3 settings",
+                    ));
+                }
+            }
+            Some("s3") => {
+                let region = st.region.unwrap_or_else(|| "us-east-1".into());
+                let Some(bucket) = st.bucket.filter(|b| !b.trim().is_empty()) else {
+                    return Err(err(
+                        st.backend.as_ref().map(|b| line_of(text, b.span().start)),
+                        Some("storage.bucket"),
+                        "backend = \"s3\" needs a bucket".into(),
+                        "bucket = \"ferry\" (create it first; Ferry does not create buckets)",
+                    ));
+                };
+                config.storage = StorageConfig::S3(S3Config {
+                    endpoint: st.endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
+                    region,
+                    bucket,
+                    prefix: st.prefix.unwrap_or_else(|| "users/".into()),
+                    access_key_id: st.access_key_id,
+                    secret_access_key: st.secret_access_key,
+                });
+            }
+            Some(other) => {
+                let line = st.backend.as_ref().map(|b| line_of(text, b.span().start));
+                return Err(err(
+                    line,
+                    Some("storage.backend"),
+                    format!("{other:?} is not a storage backend"),
+                    "backend = \"local\" (files on this machine) or \"s3\" (an S3-compatible bucket)",
+                ));
+            }
         }
         if let Some(list) = raw.server.trusted_proxies {
             config.server.trusted_proxies = list
@@ -697,6 +776,19 @@ detection_wait_ms = 150
 # another SQLite file, or PostgreSQL, shared by every node behind a load balancer (tables are created and
 # updated at start). `ferry --config FILE user ...` and `ferry --config FILE ban ...` use the same database.
 # database = "postgres://ferry:PASSWORD@db.example.com:5432/ferry"
+
+[storage]
+# Where users' files are kept: "local" (each user's home directory) or "s3" (an S3-compatible bucket:
+# AWS S3, Garage, MinIO, Ceph RGW; each user's files under prefix + NAME + "/"). Uploads to S3 become the
+# object only when complete; random-offset writes, appends, resumed uploads, links and chmod are refused
+# with a message. Credentials: here, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+# backend = "s3"
+# endpoint = "http://127.0.0.1:3900"        # default: https://s3.REGION.amazonaws.com
+# region = "garage"                          # default: us-east-1
+# bucket = "ferry"
+# prefix = "users/"
+# access_key_id = "..."
+# secret_access_key = "..."
 
 [sftp]
 # SSH host keys in OpenSSH format. Empty: use the ed25519 and RSA 3072 keys Ferry generated in the data
@@ -958,5 +1050,28 @@ mod tests {
         let e = parse("[users]\n\ndatabase = \"mysql://x@y/z\"\n").expect_err("not PostgreSQL");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("users.database")));
         assert!(e.hint.contains("postgres://"), "{e}");
+    }
+
+    #[test]
+    fn storage_section() {
+        assert_eq!(Config::default().storage, StorageConfig::Local);
+        let c = parse("[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nbucket = \"ferry\"\n")
+            .expect("parses");
+        let StorageConfig::S3(s3) = c.storage else { panic!("not s3") };
+        assert_eq!(
+            (s3.endpoint.as_str(), s3.region.as_str(), s3.bucket.as_str()),
+            ("http://127.0.0.1:3900", "garage", "ferry")
+        );
+        assert_eq!(s3.prefix, "users/", "each user under users/NAME/ by default");
+        assert_eq!(s3.access_key_id, None, "from the environment");
+        let c = parse("[storage]\nbackend = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\n").expect("AWS");
+        let StorageConfig::S3(s3) = c.storage else { panic!("not s3") };
+        assert_eq!(s3.endpoint, "https://s3.eu-west-1.amazonaws.com");
+        let e = parse("[storage]\nbackend = \"s3\"\n").expect_err("no bucket");
+        assert_eq!(e.key.as_deref(), Some("storage.bucket"));
+        let e = parse("[storage]\nbackend = \"ftp\"\n").expect_err("unknown");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.backend")));
+        let e = parse("[storage]\nbucket = \"b\"\n").expect_err("s3 keys without the backend");
+        assert_eq!(e.key.as_deref(), Some("storage.backend"));
     }
 }

@@ -13,7 +13,7 @@ mod tls_names;
 pub use algorithms::{parse as parse_algorithm_list, AlgorithmError, AlgorithmList, SshAlgorithms};
 pub use cidr::Cidr;
 pub use file::{
-    Config, ConfigError, DefenderConfig, FtpsConfig, LimitsConfig, LogConfig, LogFormat, MaxStartups, ServerConfig,
-    SftpConfig, UploadsConfig, UsersConfig, ANNOTATED_TEMPLATE,
+    Config, ConfigError, DefenderConfig, FtpsConfig, LimitsConfig, LogConfig, LogFormat, MaxStartups, S3Config,
+    ServerConfig, SftpConfig, StorageConfig, UploadsConfig, UsersConfig, ANNOTATED_TEMPLATE,
 };
 pub use listen::{ListenerSpec, PortRange, Protocol, SpecError};

@@ -195,9 +195,10 @@ impl Core {
         };
         let tracker = cell
             .get_or_try_init(|| async {
-                let (storage, home) = (self.storage.clone(), user.home.clone());
-                let used =
-                    tokio::task::spawn_blocking(move || storage.usage(&home)).await.map_err(std::io::Error::other)??;
+                let (storage, home, name) = (self.storage.clone(), user.home.clone(), user.name.clone());
+                let used = tokio::task::spawn_blocking(move || storage.usage(&name, &home))
+                    .await
+                    .map_err(std::io::Error::other)??;
                 tracing::info!(user = %user.name, bytes = used.bytes, files = used.files, "quota: measured the user's files");
                 Ok::<_, std::io::Error>(Arc::new(Tracker::new(used)))
             })
@@ -219,7 +220,7 @@ impl Core {
                 Ok(stored) => Ok(Rules::from_stored(&name, &stored)),
                 Err(e) => Err(std::io::Error::other(format!("reading the permission rules: {e}"))),
             };
-            rules.and_then(|rules| storage.open_home(&home).map(|vfs| (vfs, rules)))
+            rules.and_then(|rules| storage.open_home(&name, &home).map(|vfs| (vfs, rules)))
         })
         .await;
         let (vfs, rules) = match opened {

@@ -42,11 +42,11 @@ struct Stalling {
 }
 
 impl Storage for Stalling {
-    fn open_home(&self, _home: &Path) -> std::io::Result<Arc<dyn Vfs>> {
+    fn open_home(&self, _user: &str, _home: &Path) -> std::io::Result<Arc<dyn Vfs>> {
         Ok(Arc::new(StallingFs { gate: self.gate.clone(), written: self.written.clone() }))
     }
 
-    fn usage(&self, _home: &std::path::Path) -> std::io::Result<ferry_vfs::Usage> {
+    fn usage(&self, _user: &str, _home: &std::path::Path) -> std::io::Result<ferry_vfs::Usage> {
         Ok(ferry_vfs::Usage::default())
     }
 }

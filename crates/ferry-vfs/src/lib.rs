@@ -28,12 +28,13 @@ use bytes::Bytes;
 /// Opens each user's storage. The server holds one, and every protocol gets a user's [`Vfs`] from it, so
 /// the backend (local disk today, object storage later) is chosen in one place.
 pub trait Storage: Send + Sync + 'static {
-    /// The storage of the user whose root is `home`. Blocking: call it from `spawn_blocking`.
-    fn open_home(&self, home: &std::path::Path) -> std::io::Result<std::sync::Arc<dyn Vfs>>;
+    /// The storage of `user`, whose root is `home` (a directory on local disk; object storage keeps each
+    /// user under a key prefix named after the user). Blocking: call it from `spawn_blocking`.
+    fn open_home(&self, user: &str, home: &std::path::Path) -> std::io::Result<std::sync::Arc<dyn Vfs>>;
 
-    /// Bytes and regular files under `home`, for quotas. Blocking, and it walks the whole tree: the core
+    /// Bytes and regular files of `user`, for quotas. Blocking, and it walks the whole tree: the core
     /// calls it once per user and keeps the count up to date itself.
-    fn usage(&self, home: &std::path::Path) -> std::io::Result<Usage>;
+    fn usage(&self, user: &str, home: &std::path::Path) -> std::io::Result<Usage>;
 }
 
 /// What a user's files take.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ferry_auth::{generate_password, UserStore};
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
+use ferry_config::{S3Config, StorageConfig};
 use ferry_core::proxy::TrustedProxies;
 use ferry_core::{Core, Events};
 use ferry_ftp::{FtpService, FtpSettings};
@@ -191,11 +192,33 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))?;
-    let storage: Arc<dyn ferry_vfs::Storage> = Arc::new(LocalStorage(uploads));
+    let storage: Arc<dyn ferry_vfs::Storage> = match &config.storage {
+        StorageConfig::Local => Arc::new(LocalStorage(uploads)),
+        StorageConfig::S3(s3) => runtime.block_on(open_s3(s3))?,
+    };
     let result = runtime.block_on(serve(config, store, keys, tls, storage, demo_password));
     // Blocking file operations of cut-off sessions must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
+}
+/// The bucket of `[storage] backend = "s3"`, checked with one request so a wrong endpoint, bucket or key is
+/// said at start rather than at the first login.
+async fn open_s3(s3: &S3Config) -> Result<Arc<dyn ferry_vfs::Storage>, CliError> {
+    let storage = ferry_s3::S3Storage::new(ferry_s3::S3Settings {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        prefix: s3.prefix.clone(),
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key: s3.secret_access_key.clone(),
+    })
+    .map_err(|e| CliError::runtime(e.to_string()).with_hint("check [storage] in the configuration"))?;
+    storage.check().await.map_err(|e| {
+        CliError::runtime(e.to_string())
+            .with_hint("check [storage] endpoint, region, bucket and the access key; Ferry does not create buckets")
+    })?;
+    tracing::info!(bucket = %s3.bucket, endpoint = %s3.endpoint, prefix = %s3.prefix, "users' files are in S3");
+    Ok(Arc::new(storage))
 }
 
 async fn serve(

@@ -43,11 +43,11 @@ use util::{blocking, meta_from_cap, rel};
 pub struct LocalStorage(pub Arc<Uploads>);
 
 impl crate::Storage for LocalStorage {
-    fn open_home(&self, home: &Path) -> io::Result<Arc<dyn Vfs>> {
+    fn open_home(&self, _user: &str, home: &Path) -> io::Result<Arc<dyn Vfs>> {
         Ok(Arc::new(LocalFs::with_uploads(home, Arc::clone(&self.0))?))
     }
 
-    fn usage(&self, home: &Path) -> io::Result<crate::Usage> {
+    fn usage(&self, _user: &str, home: &Path) -> io::Result<crate::Usage> {
         disk_usage(home)
     }
 }
