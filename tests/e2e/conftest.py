@@ -1253,3 +1253,51 @@ def s3_bucket(tmp_path_factory) -> Iterator[S3Bucket]:
         pytest.fail(f"scripts/garage could not start Garage:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
     yield S3Bucket(proc.stdout.strip().splitlines()[-1])
     subprocess.run([str(REPO_ROOT / "scripts" / "garage"), "stop", str(d)], timeout=60)
+
+
+# --------------------------------------------------------------------------------------------------
+# HAProxy in front of Ferry nodes (issue 13)
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    """`start(routes)`: HAProxy (mode tcp, `send-proxy-v2` to every server) with one `listen` section per
+    route `(bind, [servers])`, round robin; a server that refuses is retried on another (redispatch)."""
+    exe = shutil.which("haproxy")
+    assert exe, "haproxy is not installed (scripts/test installs the Debian package)"
+    procs: list[subprocess.Popen] = []
+
+    def start(routes) -> None:
+        cfg = ["global", "  maxconn 500", "defaults", "  mode tcp", "  timeout connect 2s",
+               "  timeout client 120s", "  timeout server 120s", "  retries 3", "  option redispatch"]
+        for i, (bind, servers) in enumerate(routes):
+            cfg += [f"listen r{i}", f"  bind {bind}", "  balance roundrobin"]
+            cfg += [f"  server s{j} {srv} send-proxy-v2" for j, srv in enumerate(servers)]
+        path = tmp_path / "haproxy.cfg"
+        path.write_text("\n".join(cfg) + "\n")
+        log = open(tmp_path / "haproxy.log", "wb")
+        procs.append(subprocess.Popen([exe, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL))
+        host, port = routes[0][0].rsplit(":", 1)
+
+        def up() -> bool:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        assert wait_until(up, timeout=10), (tmp_path / "haproxy.log").read_text()
+
+    yield start
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -12,7 +12,6 @@ import ftplib
 import hashlib
 import io
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from conftest import run_ferry, wait_until
+from conftest import free_port, run_ferry, wait_until
 from ftps_helpers import client_context, curl_ftps, ftp_url
 
 TIMEOUT = 10
@@ -193,57 +192,14 @@ def test_a_data_connection_must_speak_for_the_same_client(node):
 # A real HAProxy in front
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def haproxy(tmp_path):
-    exe = shutil.which("haproxy")
-    assert exe, "haproxy is not installed (scripts/test installs the Debian package)"
-    procs: list[subprocess.Popen] = []
-
-    def start(routes: list[tuple[str, str]]) -> None:
-        """routes: (bind, server) pairs, e.g. ("127.0.0.1:2222", "127.0.0.2:41234")."""
-        cfg = ["global", "  maxconn 500", "defaults", "  mode tcp", "  timeout connect 5s",
-               "  timeout client 120s", "  timeout server 120s"]
-        for i, (bind, server) in enumerate(routes):
-            cfg += [f"listen r{i}", f"  bind {bind}", f"  server node {server} send-proxy-v2"]
-        path = tmp_path / "haproxy.cfg"
-        path.write_text("\n".join(cfg) + "\n")
-        log = open(tmp_path / "haproxy.log", "wb")
-        procs.append(subprocess.Popen([exe, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL))
-        first = routes[0][0].rsplit(":", 1)
-
-        def up() -> bool:
-            try:
-                socket.create_connection((first[0], int(first[1])), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        assert wait_until(up, timeout=10), (tmp_path / "haproxy.log").read_text()
-
-    yield start
-    for p in procs:
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def test_sftp_and_ftps_through_haproxy(ftps_server_factory, haproxy, tmp_path):
     node = ftps_server_factory(listen=(), config=node_config(passive_address="127.0.0.1"),
                                expect=("sftp", "ftps", "ftps-implicit"))
     lo, hi = node.passive
     front = {p: ("127.0.0.1", free_port()) for p in ("sftp", "ftps", "ftps-implicit")}
-    routes = [(f"{h}:{port}", f"{node.listeners[p][0]}:{node.listeners[p][1]}") for p, (h, port) in front.items()]
+    routes = [(f"{h}:{port}", [f"{node.listeners[p][0]}:{node.listeners[p][1]}"]) for p, (h, port) in front.items()]
     # Each passive port goes to the same port of the node, with a header too (no port on the server line).
-    routes.append((f"127.0.0.1:{lo}-{hi}", NODE))
+    routes.append((f"127.0.0.1:{lo}-{hi}", [NODE]))
     haproxy(routes)
     lb = types.SimpleNamespace(listeners=front, user=node.user, password=node.password)
 
