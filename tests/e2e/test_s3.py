@@ -65,6 +65,16 @@ def test_files_live_in_the_bucket_under_the_users_prefix(s3_server, s3_bucket, t
     with c.open("/renamed.bin", "rb") as fh:
         fh.seek(len(data) - 100)
         assert fh.read(100) == data[-100:]
+    # A directory with files in it is renamed (each object copied, then the originals deleted).
+    c.mkdir("/in/sub")
+    with c.open("/in/sub/x.txt", "wb") as fh2:
+        fh2.write(b"x" * 1000)
+    c.rename("/in", "/out")
+    assert c.listdir("/") == ["out", "renamed.bin"] or sorted(c.listdir("/")) == ["out", "renamed.bin"]
+    assert c.open("/out/sub/x.txt").read() == b"x" * 1000
+    c.remove("/out/sub/x.txt")
+    c.rmdir("/out/sub")
+    c.rename("/out", "/in")
     c.remove("/renamed.bin")
     c.rmdir("/in")
     assert c.listdir("/") == []
@@ -145,3 +155,68 @@ def test_a_bucket_that_refuses_is_said_at_start(ferry, tmp_path, s3_bucket):
     r = subprocess.run([str(ferry), "--data-dir", str(data), "--config", str(conf), "serve", "--listen",
                         "sftp=127.0.0.1:0"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and "no-such-bucket" in r.stderr and "Ferry does not create buckets" in r.stderr, r.stderr
+
+
+def make_small_tree(base) -> dict[str, bytes]:
+    files = {f"d/f{i}.txt": os.urandom(1000 + i) for i in range(5)}
+    files["big.bin"] = os.urandom(9 * 1024 * 1024)  # two parts: a multipart upload
+    for name, data in files.items():
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_bytes(data)
+    return files
+
+
+def assert_tree(base, files: dict[str, bytes]) -> None:
+    got = {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    assert got.keys() == files.keys(), sorted(got)
+    for name, data in files.items():
+        assert got[name] == data, name
+
+
+@pytest.mark.parametrize("client", ["rclone-sftp", "rclone-ftps", "lftp-explicit", "lftp-implicit", "ftplib"])
+def test_clients_mirror_a_tree_to_an_s3_user_and_back(s3_server, s3_bucket, tmp_path, client):
+    from conftest import rclone
+    from ftps_helpers import lftp, rclone_ftps_conf
+    from test_sftp_interop import rclone_sftp_conf
+
+    srv = s3_server
+    src, back = tmp_path / "src", tmp_path / "back"
+    files = make_small_tree(src)
+    if client == "rclone-sftp":
+        conf = rclone_sftp_conf(type("S", (), {"host": srv.listeners["sftp"][0], "port": srv.listeners["sftp"][1],
+                                               "user": srv.user, "password": srv.password})(), tmp_path / "r.conf")
+        rclone(conf, "copy", str(src), "ferry:/tree")
+        rclone(conf, "copy", "ferry:/tree", str(back))
+    elif client == "rclone-ftps":
+        conf = rclone_ftps_conf(srv, tmp_path / "r.conf")
+        rclone(conf, "copy", str(src), "fx:/tree")
+        rclone(conf, "copy", "fi:/tree", str(back))
+    elif client.startswith("lftp"):
+        implicit = client.endswith("implicit")
+        lftp(srv, f"mirror -R {src} /tree", tmp_path / "home", implicit=implicit)
+        lftp(srv, f"mirror /tree {back}", tmp_path / "home", implicit=implicit)
+    else:
+        for implicit in (False, True):
+            f = open_ftps(srv, implicit=implicit)
+            name = f"ftplib-{implicit}.bin"
+            f.storbinary(f"STOR {name}", io.BytesIO(files["big.bin"]))
+            got = io.BytesIO()
+            f.retrbinary(f"RETR {name}", got.write)
+            assert got.getvalue() == files["big.bin"]
+            f.quit()
+        assert s3_bucket.cat(srv.s3_prefix + "ftplib-True.bin") == files["big.bin"]
+        return
+    assert_tree(back, files)
+    assert sorted(s3_bucket.keys(srv.s3_prefix)) == sorted(f"tree/{n}" for n in files)
+
+
+def test_one_gib_both_ways_with_sha256(s3_server, s3_bucket, tmp_path):
+    from conftest import sha256_file, write_random
+
+    srv = s3_server
+    digest = write_random(tmp_path / "gib.bin", 1 << 30)
+    run_sftp(srv, ["put gib.bin /gib.bin", "get /gib.bin back.bin"], cwd=tmp_path, timeout=300)
+    assert sha256_file(tmp_path / "back.bin") == digest
+    (tmp_path / "back.bin").unlink()
+    curl_ftps(srv, "-o", str(tmp_path / "back.bin"), ftp_url(srv, "gib.bin"), timeout=300)
+    assert sha256_file(tmp_path / "back.bin") == digest

@@ -14,6 +14,8 @@ use crate::keys::{entry_name, Root};
 
 /// CopyObject copies at most 5 GiB; a larger file would need UploadPartCopy part by part.
 const MAX_COPY: u64 = 5 << 30;
+/// A directory rename copies every object: at most this many.
+const MAX_DIR_RENAME: usize = 1000;
 
 pub struct S3Vfs {
     pub op: Operator,
@@ -234,15 +236,37 @@ impl Vfs for S3Vfs {
                 self.op.delete(&a).await.map_err(fs_error)
             }
             Found::Dir => {
-                let dir = self.root.dir(from)?;
-                let under = self.op.list_with(&dir).limit(2).await.map_err(fs_error)?;
-                if under.iter().any(|e| e.path() != dir) {
+                // Every object is copied, then the originals deleted: cut off half-way, nothing is lost
+                // (some files are in both places). Bounded, so one command cannot copy a whole tree.
+                let (dir, target) = (self.root.dir(from)?, self.root.dir(to)?);
+                let objects = self.op.list_with(&dir).recursive(true).await.map_err(fs_error)?;
+                if objects.len() > MAX_DIR_RENAME {
                     return Err(FsError::Unsupported(
-                        "renaming a directory that holds files on S3 storage (every object would be copied); move the files one by one",
+                        "renaming a directory of more than 1000 files on S3 storage (every object is copied); move its files in smaller groups",
+                    ));
+                }
+                if objects.iter().any(|e| e.metadata().content_length() > MAX_COPY) {
+                    return Err(FsError::Unsupported(
+                        "renaming a directory holding a file over 5 GiB on S3 storage (it would be copied)",
                     ));
                 }
                 self.keep_parent(from).await?;
-                self.op.create_dir(&self.root.dir(to)?).await.map_err(fs_error)?;
+                self.op.create_dir(&target).await.map_err(fs_error)?;
+                for e in &objects {
+                    let Some(rest) = e.path().strip_prefix(dir.as_str()) else { continue };
+                    if rest.is_empty() {
+                        continue;
+                    }
+                    let dest = format!("{target}{rest}");
+                    if rest.ends_with('/') {
+                        self.op.create_dir(&dest).await.map_err(fs_error)?;
+                    } else {
+                        self.op.copy(e.path(), &dest).await.map_err(fs_error)?;
+                    }
+                }
+                for e in objects.iter().filter(|e| e.path() != dir) {
+                    self.op.delete(e.path()).await.map_err(fs_error)?;
+                }
                 self.op.delete(&dir).await.map_err(fs_error)
             }
             Found::Nothing => Err(FsError::NotFound),
