@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import socket
+import time
 
 import paramiko
 import pytest
@@ -124,6 +125,21 @@ def test_two_nodes_share_users_bans_and_passwords(nodes):
     b.cli("ban", "remove", "127.0.0.9")
     assert wait_until(lambda: not banned(a, "127.0.0.9"), timeout=APPLIED_WITHIN), "node A kept the ban"
     sftp_login(a, "alice", pw, source="127.0.0.9").close()
+
+    # Quota usage lives in the database: what alice uploads through node A counts on node B.
+    a.cli("user", "set", "alice", "--quota-bytes", "3000000")
+    t = sftp_login(b, "alice", pw)  # node B counts alice's files now: 1 MiB
+    c = paramiko.SFTPClient.from_transport(t)
+    t2 = sftp_login(a, "alice", pw)
+    with paramiko.SFTPClient.from_transport(t2).open("more.bin", "wb") as fh:
+        fh.write(os.urandom(1536 * 1024))  # 2.5 MiB in all
+    t2.close()
+    time.sleep(2.5)  # node B re-reads the count when the database changes (polled every second)
+    with pytest.raises(IOError, match="Quota exceeded"):
+        with c.open("third.bin", "wb") as fh:
+            fh.write(os.urandom(1024 * 1024))
+    t.close()
+    a.cli("user", "set", "alice", "--quota-bytes", "0")
 
     # A password changed through node A is the password on node B.
     new = new_password()

@@ -110,6 +110,11 @@ CREATE TABLE IF NOT EXISTS user_keys (
     fingerprint TEXT NOT NULL,
     PRIMARY KEY (user, fingerprint)
 );
+CREATE TABLE IF NOT EXISTS quota_usage (
+    user TEXT PRIMARY KEY NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    bytes INTEGER NOT NULL,
+    files INTEGER NOT NULL
+);
 ";
 
 /// The same tables for PostgreSQL: 64-bit integers throughout (the store's values are i64), `rowid` made
@@ -141,12 +146,17 @@ CREATE TABLE IF NOT EXISTS user_keys (
     rowid BIGSERIAL,
     PRIMARY KEY (\"user\", fingerprint)
 );
+CREATE TABLE IF NOT EXISTS quota_usage (
+    \"user\" TEXT PRIMARY KEY NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    bytes BIGINT NOT NULL,
+    files BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ferry_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
 INSERT INTO ferry_changes (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;
 CREATE OR REPLACE FUNCTION ferry_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN UPDATE ferry_changes SET version = version + 1 WHERE id = 1; RETURN NULL; END $$;
 DO $$ DECLARE t TEXT; BEGIN
-  FOREACH t IN ARRAY ARRAY['users', 'user_permissions', 'bans', 'user_keys'] LOOP
+  FOREACH t IN ARRAY ARRAY['users', 'user_permissions', 'bans', 'user_keys', 'quota_usage'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ferry_bump_' || t) THEN
       EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I FOR EACH STATEMENT EXECUTE FUNCTION ferry_bump()', 'ferry_bump_' || t, t);
     END IF;

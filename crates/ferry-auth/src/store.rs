@@ -325,6 +325,42 @@ impl UserStore {
         rows.iter().map(|r| Ok((r.text(0)?, r.text(1)?))).collect()
     }
 
+    /// What `name`'s files take, as the servers last counted it (shared by every node of a cluster).
+    pub fn quota_usage(&self, name: &str) -> Result<Option<(u64, u64)>, AuthError> {
+        match self.db.query_row(
+            "SELECT bytes, files FROM quota_usage WHERE \"user\" = ?1",
+            &[name.into()],
+            "reading quota usage",
+        )? {
+            Some(r) => Ok(Some((r.int(0)?.max(0) as u64, r.int(1)?.max(0) as u64))),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a fresh count of `name`'s files (a walk of their tree).
+    pub fn set_quota_usage(&self, name: &str, bytes: u64, files: u64) -> Result<(), AuthError> {
+        let (b, f) = (i64::try_from(bytes).unwrap_or(i64::MAX), i64::try_from(files).unwrap_or(i64::MAX));
+        self.db.execute(
+            "INSERT INTO quota_usage (\"user\", bytes, files) SELECT name, ?2, ?3 FROM users WHERE name = ?1
+             ON CONFLICT (\"user\") DO UPDATE SET bytes = excluded.bytes, files = excluded.files",
+            &[name.into(), b.into(), f.into()],
+            "recording quota usage",
+        )?;
+        Ok(())
+    }
+
+    /// Adds a change (an upload completed, a file removed) to `name`'s count, in one statement, so the
+    /// changes of every node add up.
+    pub fn add_quota_usage(&self, name: &str, bytes: i64, files: i64) -> Result<(), AuthError> {
+        self.db.execute(
+            "UPDATE quota_usage SET bytes = CASE WHEN bytes + ?2 < 0 THEN 0 ELSE bytes + ?2 END,
+             files = CASE WHEN files + ?3 < 0 THEN 0 ELSE files + ?3 END WHERE \"user\" = ?1",
+            &[name.into(), bytes.into(), files.into()],
+            "updating quota usage",
+        )?;
+        Ok(())
+    }
+
     /// The stored password hash of `name` (None: no such user, or no password).
     fn password_hash(&self, name: &str) -> Result<Option<String>, AuthError> {
         match self.db.query_row(
@@ -443,6 +479,18 @@ mod tests {
             );
             assert_eq!(u.max_sessions, Some(0), "a negative session limit reads as 0: no limit");
             assert!(matches!(s.set_disabled("nobody", true), Err(AuthError::NoSuchUser(_))));
+            // Quota usage: a count, then changes that add up; never below zero.
+            assert_eq!(s.quota_usage("acc").expect("usage"), None, "{}: not counted yet", s.kind);
+            s.set_quota_usage("acc", 1000, 3).expect("count");
+            s.add_quota_usage("acc", 500, 1).expect("add");
+            s.add_quota_usage("acc", -200, -1).expect("remove");
+            assert_eq!(s.quota_usage("acc").expect("usage"), Some((1300, 3)), "{}", s.kind);
+            s.add_quota_usage("acc", -5000, -10).expect("more than there is");
+            assert_eq!(s.quota_usage("acc").expect("usage"), Some((0, 0)));
+            s.set_quota_usage("acc", 7, 1).expect("a fresh count replaces");
+            assert_eq!(s.quota_usage("acc").expect("usage"), Some((7, 1)));
+            s.set_quota_usage("nobody", 1, 1).expect("no such user: nothing recorded");
+            assert_eq!(s.quota_usage("nobody").expect("usage"), None);
             assert!(matches!(s.set_permission("nobody", "/", "list"), Err(AuthError::NoSuchUser(_))));
             // PostgreSQL counts every change (another node's too); SQLite only another connection's, so
             // the same store sees its own writes without a version change there.

@@ -93,8 +93,29 @@ impl Core {
     /// Ends live sessions whose account changes no longer allow them, and picks up bans made or lifted
     /// by `ferry ban`; run it for the server's lifetime.
     pub async fn watch_accounts(self: Arc<Self>) {
-        let defender = self.defender.clone();
-        self.registry.clone().watch(self.store.clone(), move || defender.reload()).await
+        let me = self.clone();
+        self.registry
+            .clone()
+            .watch(self.store.clone(), move || {
+                me.defender.reload();
+                me.reload_quota_usage();
+            })
+            .await
+    }
+
+    /// Takes the quota counts from the user database (blocking): what other nodes changed arrives here.
+    fn reload_quota_usage(&self) {
+        let trackers: Vec<(String, Arc<Tracker>)> = {
+            let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            usage.iter().filter_map(|(name, cell)| cell.get().map(|t| (name.clone(), t.clone()))).collect()
+        };
+        for (name, tracker) in trackers {
+            match self.store.quota_usage(&name) {
+                Ok(Some((bytes, files))) => tracker.set_used(ferry_vfs::Usage { bytes, files }),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(user = %name, "cannot read the quota usage from the user database: {e}"),
+            }
+        }
     }
 
     pub fn defender(&self) -> &Arc<Defender> {
@@ -200,7 +221,27 @@ impl Core {
                     .await
                     .map_err(std::io::Error::other)??;
                 tracing::info!(user = %user.name, bytes = used.bytes, files = used.files, "quota: measured the user's files");
-                Ok::<_, std::io::Error>(Arc::new(Tracker::new(used)))
+                // The count goes to the user database, and every change after it: nodes that share the
+                // database share the count (each node re-reads it when the database changes).
+                let (store, name) = (self.store.clone(), user.name.clone());
+                let recorded = tokio::task::spawn_blocking(move || store.set_quota_usage(&name, used.bytes, used.files)).await;
+                if let Ok(Err(e)) = recorded {
+                    tracing::warn!(user = %user.name, "cannot record the quota usage in the user database: {e}");
+                }
+                let (store, name) = (self.store.clone(), user.name.clone());
+                let sink: crate::quota::Sink = Box::new(move |bytes, files| {
+                    let (store, name) = (store.clone(), name.clone());
+                    let add = move || {
+                        if let Err(e) = store.add_quota_usage(&name, bytes, files) {
+                            tracing::warn!(user = %name, "cannot update the quota usage in the user database: {e}");
+                        }
+                    };
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => drop(rt.spawn_blocking(add)),
+                        Err(_) => add(),
+                    }
+                });
+                Ok::<_, std::io::Error>(Arc::new(Tracker::with_sink(used, sink)))
             })
             .await?
             .clone();

@@ -18,10 +18,21 @@ pub struct Limits {
     pub files: Option<u64>,
 }
 
+/// Where changes to a user's count also go: the user database, so every node of a cluster counts the
+/// same (bytes, files) changes.
+pub type Sink = Box<dyn Fn(i64, i64) + Send + Sync>;
+
 /// What a user's files take, shared by all their sessions.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Tracker {
     state: Mutex<State>,
+    sink: Option<Sink>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker").field("state", &self.state).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +46,18 @@ struct State {
 
 impl Tracker {
     pub fn new(used: Usage) -> Tracker {
-        Tracker { state: Mutex::new(State { used, ..State::default() }) }
+        Tracker { state: Mutex::new(State { used, ..State::default() }), sink: None }
+    }
+
+    /// Like [`Tracker::new`], with every change also handed to `sink`.
+    pub fn with_sink(used: Usage, sink: Sink) -> Tracker {
+        Tracker { state: Mutex::new(State { used, ..State::default() }), sink: Some(sink) }
+    }
+
+    /// The count as the user database has it now (changes made through other nodes included).
+    /// Reservations of uploads in progress here are kept.
+    pub fn set_used(&self, used: Usage) {
+        self.state().used = used;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -80,12 +102,21 @@ impl Tracker {
 
     /// A file's size changed from `before` to `after` (`None`: it did not exist / no longer exists).
     pub(crate) fn changed(&self, before: Option<u64>, after: Option<u64>) {
-        let mut st = self.state();
-        st.used.bytes = (st.used.bytes + after.unwrap_or(0)).saturating_sub(before.unwrap_or(0));
-        match (before, after) {
-            (None, Some(_)) => st.used.files += 1,
-            (Some(_), None) => st.used.files = st.used.files.saturating_sub(1),
-            _ => {}
+        let files: i64 = match (before, after) {
+            (None, Some(_)) => 1,
+            (Some(_), None) => -1,
+            _ => 0,
+        };
+        {
+            let mut st = self.state();
+            st.used.bytes = (st.used.bytes + after.unwrap_or(0)).saturating_sub(before.unwrap_or(0));
+            st.used.files = st.used.files.saturating_add_signed(files);
+        }
+        if let Some(sink) = &self.sink {
+            let bytes = after.unwrap_or(0) as i64 - before.unwrap_or(0) as i64;
+            if bytes != 0 || files != 0 {
+                sink(bytes, files);
+            }
         }
     }
 }

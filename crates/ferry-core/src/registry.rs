@@ -109,7 +109,7 @@ impl Registry {
     }
 
     /// Re-checks live sessions whenever the user store changes, and every minute; runs for ever.
-    /// `changed` (blocking) also runs whenever another process changed the store.
+    /// `changed` (blocking) also runs whenever another process changed the store, and every minute.
     pub async fn watch(self: Arc<Self>, store: Arc<UserStore>, changed: impl Fn() + Send + Sync + 'static) {
         let changed_hook = Arc::new(changed);
         let mut last_version = None;
@@ -121,11 +121,14 @@ impl Registry {
             let version = tokio::task::spawn_blocking(move || store2.data_version().ok()).await.ok().flatten();
             let changed = version.is_some() && version != last_version && last_version.is_some();
             last_version = version.or(last_version);
-            if changed {
+            let full = last_full.elapsed() >= Duration::from_secs(60);
+            // Every minute too: a change this process wrote itself (SQLite does not count those) may have
+            // raced with a reload.
+            if changed || full {
                 let f = changed_hook.clone();
                 let _ = tokio::task::spawn_blocking(move || f()).await;
             }
-            if changed || last_full.elapsed() >= Duration::from_secs(60) {
+            if changed || full {
                 last_full = Instant::now();
                 let (me, store) = (self.clone(), store.clone());
                 let _ = tokio::task::spawn_blocking(move || me.recheck(&store)).await;
