@@ -119,7 +119,10 @@ impl Registry {
             tick.tick().await;
             let store2 = store.clone();
             let version = tokio::task::spawn_blocking(move || store2.data_version().ok()).await.ok().flatten();
-            let changed = version.is_some() && version != last_version && last_version.is_some();
+            // The first reading counts as a change too: a `ferry ban` or `ferry user` command that ran
+            // between the server's start (its first read of bans and accounts) and this first reading
+            // would otherwise go unnoticed until something else changes.
+            let changed = version.is_some() && version != last_version;
             last_version = version.or(last_version);
             let full = last_full.elapsed() >= Duration::from_secs(60);
             // Every minute too: a change this process wrote itself (SQLite does not count those) may have
