@@ -1171,9 +1171,7 @@ def postgres_admin_url(tmp_path_factory) -> Iterator[str]:
     if url:
         yield url
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # Not under pytest's 0700 temp dir: as root, the server runs as the `postgres` user.
     import tempfile
 
@@ -1258,12 +1256,6 @@ def s3_bucket(tmp_path_factory) -> Iterator[S3Bucket]:
 # --------------------------------------------------------------------------------------------------
 # HAProxy in front of Ferry nodes (issue 13)
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def haproxy(tmp_path):
     """`start(routes)`: HAProxy (mode tcp, `send-proxy-v2` to every server) with one `listen` section per
@@ -1301,3 +1293,23 @@ def haproxy(tmp_path):
             p.wait(5)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def proxy_v2(src: str, sport: int, dst: str, dport: int) -> bytes:
+    """A PROXY protocol v2 header (TCP over IPv4) naming client src:sport, as a load balancer sends it."""
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+def first_line(addr, source: str = "127.0.0.1", send: bytes = b"", timeout: float = 10) -> bytes:
+    """Connects from `source`, sends `send`, and reads what the server says first, up to its first newline."""
+    with socket.create_connection(addr, timeout=timeout, source_address=(source, 0)) as s:
+        if send:
+            s.sendall(send)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = s.recv(1)
+            if not chunk:
+                break
+            line += chunk
+        return line

@@ -18,7 +18,7 @@ import time
 import paramiko
 import pytest
 
-from conftest import FerryServer, new_password, passive_ports, run_ferry, wait_until
+from conftest import FerryServer, first_line, new_password, passive_ports, run_ferry, wait_until
 from ftps_helpers import client_context
 
 TIMEOUT = 10
@@ -77,14 +77,7 @@ def ftps_login(node: Node, user: str, password: str) -> ftplib.FTP_TLS:
 
 
 def banned(node: Node, source: str) -> bool:
-    with socket.create_connection(node.srv.listeners["sftp"], timeout=TIMEOUT, source_address=(source, 0)) as s:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = s.recv(1)
-            if not chunk:
-                break
-            line += chunk
-    return line.startswith(b"Your address is banned")
+    return first_line(node.srv.listeners["sftp"], source).startswith(b"Your address is banned")
 
 
 def test_two_nodes_share_users_bans_and_passwords(nodes):

@@ -13,30 +13,21 @@ import hashlib
 import io
 import os
 import socket
-import struct
-import subprocess
 import time
 import types
-from pathlib import Path
 
 import paramiko
 import pytest
 
-from conftest import free_port, run_ferry, wait_until
+from conftest import first_line, free_port, proxy_v2, run_ferry, wait_until
 from ftps_helpers import client_context, curl_ftps, ftp_url
 
 TIMEOUT = 10
 NODE = "127.0.0.2"
-V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
 def proxy_v1(src: str, sport: int, dst: str = NODE, dport: int = 2222) -> bytes:
     return f"PROXY TCP4 {src} {dst} {sport} {dport}\r\n".encode()
-
-
-def proxy_v2(src: str, sport: int, dst: str = NODE, dport: int = 2222) -> bytes:
-    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
-    return V2_SIG + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
 
 
 def node_config(passive_address: str = "", extra: str = "") -> str:
@@ -96,26 +87,16 @@ def words_until_closed(addr, source: str, send: bytes = b"") -> bytes:
         return got
 
 
-def first_line(s: socket.socket) -> bytes:
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        line += chunk
-    return line
-
-
 def test_the_headers_client_is_the_one_logged_banned_and_checked(node, ferry):
     # v1 and v2 both name the client; its address and port are in the login line.
     t = sftp_via(node, proxy_v1("203.0.113.9", 4242), password=node.password)
     paramiko.SFTPClient.from_transport(t).listdir("/")
     t.close()
     assert node.wait_for_log(r"\blogin\b.*client=203\.0\.113\.9:4242", timeout=5), node.log()[-2000:]
-    t = sftp_via(node, proxy_v2("198.51.100.7", 5151), password=node.password)
+    t = sftp_via(node, proxy_v2("198.51.100.7", 5151, NODE, 2222), password=node.password)
     t.close()
     assert node.wait_for_log(r"\blogin\b.*client=198\.51\.100\.7:5151", timeout=5), node.log()[-2000:]
-    f = ftps_via(node, proxy_v2("198.51.100.8", 6161, dport=21))
+    f = ftps_via(node, proxy_v2("198.51.100.8", 6161, NODE, 21))
     f.auth()
     f.login(node.user, node.password)
     f.quit()
@@ -125,9 +106,7 @@ def test_the_headers_client_is_the_one_logged_banned_and_checked(node, ferry):
     run_ferry(ferry, node.data_dir, "ban", "add", "203.0.113.9", "--for", "1h")
 
     def refused() -> bool:
-        with socket.create_connection(node.listeners["sftp"], timeout=TIMEOUT) as s:
-            s.sendall(proxy_v1("203.0.113.9", 4243))
-            return first_line(s).startswith(b"Your address is banned")
+        return first_line(node.listeners["sftp"], send=proxy_v1("203.0.113.9", 4243)).startswith(b"Your address is banned")
 
     assert wait_until(refused, timeout=4), "the ban of the proxied client did not apply"
     t = sftp_via(node, proxy_v1("203.0.113.10", 4244), password=node.password)
@@ -135,10 +114,10 @@ def test_the_headers_client_is_the_one_logged_banned_and_checked(node, ferry):
 
     # --allow-from sees the header's address too.
     run_ferry(ferry, node.data_dir, "user", "set", node.user, "--allow-from", "198.51.100.0/24")
-    t = sftp_via(node, proxy_v2("198.51.100.7", 5152), password=node.password)
+    t = sftp_via(node, proxy_v2("198.51.100.7", 5152, NODE, 2222), password=node.password)
     t.close()
     with pytest.raises(paramiko.AuthenticationException):
-        sftp_via(node, proxy_v2("192.0.2.1", 5153), password=node.password)
+        sftp_via(node, proxy_v2("192.0.2.1", 5153, NODE, 2222), password=node.password)
     assert node.wait_for_log(r"address 192\.0\.2\.1 is not allowed for this account", timeout=5)
 
 
@@ -162,11 +141,11 @@ def test_only_trusted_proxies_may_connect_and_they_must_send_a_header(node):
     words_until_closed(node.listeners["sftp"], "127.0.0.1", b"PROXY TCP4 1.2.3.4 oops\r\n")
     assert node.wait_for_log(r"malformed PROXY protocol header", since=since, timeout=5)
     # And the listener still serves.
-    sftp_via(node, proxy_v2("198.51.100.7", 5000), password=node.password).close()
+    sftp_via(node, proxy_v2("198.51.100.7", 5000, NODE, 2222), password=node.password).close()
 
 
 def test_a_data_connection_must_speak_for_the_same_client(node):
-    f = ftps_via(node, proxy_v2("127.0.0.1", 7000, dport=21))
+    f = ftps_via(node, proxy_v2("127.0.0.1", 7000, NODE, 21))
     f.auth()
     f.login(node.user, node.password)
     f.prot_p()
@@ -174,7 +153,7 @@ def test_a_data_connection_must_speak_for_the_same_client(node):
     host, port = ftplib.parse227(f.sendcmd("PASV"))
     # A data connection through the balancer for another client is closed: no transfer theft via the proxy.
     with socket.create_connection((host, port), timeout=TIMEOUT) as s:
-        s.sendall(proxy_v2("192.0.2.99", 7001, dport=port))
+        s.sendall(proxy_v2("192.0.2.99", 7001, NODE, port))
         assert s.recv(1) == b""
     line = node.wait_for_log(r"closed a data connection from another address than the client's", since=since, timeout=5)
     assert line is not None and "from=192.0.2.99:7001" in line, line

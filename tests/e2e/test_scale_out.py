@@ -13,15 +13,13 @@ import os
 import re
 import signal
 import socket
-import struct
 import threading
-import time
 import uuid
 
 import paramiko
 import pytest
 
-from conftest import FerryServer, free_port, new_password, passive_ports, run_ferry, wait_until
+from conftest import FerryServer, first_line, free_port, new_password, passive_ports, proxy_v2, run_ferry, wait_until
 from ftps_helpers import curl_ftps, ftp_url
 
 TIMEOUT = 15
@@ -141,22 +139,6 @@ def test_two_nodes_behind_haproxy_serve_as_one(cluster, s3_bucket, tmp_path):
         t.close()
         ports.append(port)
     assert wait_until(lambda: {served_by(nodes, p) for p in ports} == {0, 1}, timeout=5)
-
-
-def proxy_v2(src: str, sport: int, dst: str, dport: int) -> bytes:
-    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
-    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
-
-
-def first_line(addr, source: str) -> bytes:
-    with socket.create_connection(addr, timeout=TIMEOUT, source_address=(source, 0)) as s:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = s.recv(1)
-            if not chunk:
-                break
-            line += chunk
-        return line
 
 
 def test_a_ban_made_by_one_node_holds_on_the_other(cluster):

@@ -22,18 +22,7 @@ use opendal::Operator;
 pub use handle::{PARTS_IN_FLIGHT, PART_SIZE, READ_AHEAD};
 pub use keys::Root;
 
-/// `[storage]` with `backend = "s3"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Settings {
-    pub endpoint: String,
-    pub region: String,
-    pub bucket: String,
-    /// Each user's files under `prefix` + NAME + `/`.
-    pub prefix: String,
-    /// `None`: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment.
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-}
+pub use ferry_config::S3Config as S3Settings;
 
 /// The bucket, shared by every user's [`Vfs`].
 pub struct S3Storage {

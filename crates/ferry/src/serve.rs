@@ -204,15 +204,8 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
 /// The bucket of `[storage] backend = "s3"`, checked with one request so a wrong endpoint, bucket or key is
 /// said at start rather than at the first login.
 async fn open_s3(s3: &S3Config) -> Result<Arc<dyn ferry_vfs::Storage>, CliError> {
-    let storage = ferry_s3::S3Storage::new(ferry_s3::S3Settings {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        prefix: s3.prefix.clone(),
-        access_key_id: s3.access_key_id.clone(),
-        secret_access_key: s3.secret_access_key.clone(),
-    })
-    .map_err(|e| CliError::runtime(e.to_string()).with_hint("check [storage] in the configuration"))?;
+    let storage = ferry_s3::S3Storage::new(s3.clone())
+        .map_err(|e| CliError::runtime(e.to_string()).with_hint("check [storage] in the configuration"))?;
     storage.check().await.map_err(|e| {
         CliError::runtime(e.to_string())
             .with_hint("check [storage] endpoint, region, bucket and the access key; Ferry does not create buckets")
