@@ -288,3 +288,16 @@ fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Value {
         ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_databases_are_postgres() {
+        assert!(is_postgres_url("postgres://ferry:pw@db:5432/ferry"));
+        assert!(is_postgres_url("postgresql://ferry@db/ferry"), "libpq's other scheme");
+        assert!(!is_postgres_url("/var/lib/ferry/users.db"), "a path is a SQLite file");
+        assert!(!is_postgres_url("users.db"));
+    }
+}
