@@ -1216,14 +1216,21 @@ class S3Bucket:
             f'secret_access_key = "{self.secret}"\n'
         )
 
+    def rclone_cmd(self, *args: str) -> list[str]:
+        return ["rclone", "--s3-provider", "Other", "--s3-endpoint", self.endpoint, "--s3-region", self.region,
+                "--s3-access-key-id", self.key_id, "--s3-secret-access-key", self.secret,
+                "--s3-force-path-style=true", *args]
+
+    @staticmethod
+    def env() -> dict:
+        # rclone's AWS SDK fails on an AWS_CA_BUNDLE (some CI images set one) with its own transport.
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
     def rclone(self, *args: str, check: bool = True, text: bool = True) -> subprocess.CompletedProcess:
         """rclone against the bucket itself (`:s3:BUCKET/...`), to see what Ferry stored."""
-        cmd = ["rclone", "--s3-provider", "Other", "--s3-endpoint", self.endpoint, "--s3-region", self.region,
-               "--s3-access-key-id", self.key_id, "--s3-secret-access-key", self.secret,
-               "--s3-force-path-style=true", *args]
-        # rclone's AWS SDK fails on an AWS_CA_BUNDLE (some CI images set one) with its own transport.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        proc = subprocess.run(cmd, capture_output=True, text=text, timeout=120, stdin=subprocess.DEVNULL, env=env)
+        cmd = self.rclone_cmd(*args)
+        proc = subprocess.run(cmd, capture_output=True, text=text, timeout=120, stdin=subprocess.DEVNULL,
+                              env=self.env())
         if check and proc.returncode != 0:
             raise AssertionError(f"`{' '.join(args)}` exited {proc.returncode}\n{proc.stderr}")
         return proc

@@ -220,3 +220,33 @@ def test_one_gib_both_ways_with_sha256(s3_server, s3_bucket, tmp_path):
     (tmp_path / "back.bin").unlink()
     curl_ftps(srv, "-o", str(tmp_path / "back.bin"), ftp_url(srv, "gib.bin"), timeout=300)
     assert sha256_file(tmp_path / "back.bin") == digest
+
+
+def test_parts_left_by_a_killed_upload_are_swept_at_start(ftps_server_factory, s3_bucket, tmp_path):
+    prefix = f"t-{uuid.uuid4().hex[:10]}/"
+    # A client killed mid-upload (SIGKILL: no abort) leaves an incomplete multipart upload, as a node
+    # killed in the middle of an upload does.
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(30 * 1024 * 1024))
+    cmd = s3_bucket.rclone_cmd("--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M", "--bwlimit", "4M",
+                               "copyto", str(src), f":s3:{s3_bucket.bucket}/{prefix}alice/left.bin")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=s3_bucket.env())
+
+    def incomplete() -> str:
+        return s3_bucket.rclone("backend", "list-multipart-uploads", f":s3:{s3_bucket.bucket}").stdout
+
+    assert wait_until(lambda: prefix in incomplete(), timeout=20), "no incomplete upload to sweep"
+    proc.kill()
+    proc.wait(10)
+    # Younger than the age: another node's upload in progress, perhaps. Kept.
+    srv = ftps_server_factory(listen=("sftp=127.0.0.1:0",),
+                              config=s3_bucket.storage_toml(prefix) + "abort_incomplete_uploads_after_secs = 3600\n")
+    time.sleep(2)
+    assert prefix in incomplete(), "a young upload was aborted"
+    assert "aborted" not in srv.log()
+    srv.stop()
+    # Older than the age: aborted at start, said in one line.
+    srv = ftps_server_factory(listen=("sftp=127.0.0.1:0",),
+                              config=s3_bucket.storage_toml(prefix) + "abort_incomplete_uploads_after_secs = 1\n")
+    assert srv.wait_for_log(r"aborted 1 incomplete multipart upload\(s\) older than 1s", timeout=10), srv.log()
+    assert prefix not in incomplete()

@@ -46,6 +46,9 @@ pub struct S3Config {
     /// `None`: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment.
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// At start, incomplete multipart uploads under the prefix older than this are aborted (parts a killed
+    /// node left behind); `None`: never.
+    pub abort_incomplete_uploads_after: Option<Duration>,
 }
 
 /// Where the users (and bans) are kept.
@@ -320,6 +323,7 @@ struct RawStorage {
     prefix: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
+    abort_incomplete_uploads_after_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -518,6 +522,11 @@ impl Config {
                     prefix: st.prefix.unwrap_or_else(|| "users/".into()),
                     access_key_id: st.access_key_id,
                     secret_access_key: st.secret_access_key,
+                    abort_incomplete_uploads_after: match st.abort_incomplete_uploads_after_secs {
+                        Some(0) => None,
+                        Some(secs) => Some(Duration::from_secs(secs)),
+                        None => Some(Duration::from_secs(86_400)),
+                    },
                 });
             }
             Some(other) => {
@@ -789,6 +798,9 @@ detection_wait_ms = 150
 # prefix = "users/"
 # access_key_id = "..."
 # secret_access_key = "..."
+# At start, abort incomplete multipart uploads under the prefix older than this (parts left by a node that
+# was killed mid-upload); younger ones may be other nodes' uploads in progress. 0: never.
+# abort_incomplete_uploads_after_secs = 86400
 
 [sftp]
 # SSH host keys in OpenSSH format. Empty: use the ed25519 and RSA 3072 keys Ferry generated in the data
@@ -1064,6 +1076,7 @@ mod tests {
         );
         assert_eq!(s3.prefix, "users/", "each user under users/NAME/ by default");
         assert_eq!(s3.access_key_id, None, "from the environment");
+        assert_eq!(s3.abort_incomplete_uploads_after, Some(Duration::from_secs(86_400)), "a day by default");
         let c = parse("[storage]\nbackend = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\n").expect("AWS");
         let StorageConfig::S3(s3) = c.storage else { panic!("not s3") };
         assert_eq!(s3.endpoint, "https://s3.eu-west-1.amazonaws.com");

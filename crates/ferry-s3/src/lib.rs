@@ -10,6 +10,7 @@
 mod error;
 mod handle;
 mod keys;
+mod orphans;
 mod vfs;
 
 use std::io;
@@ -28,6 +29,7 @@ pub use ferry_config::S3Config as S3Settings;
 pub struct S3Storage {
     op: Operator,
     settings: S3Settings,
+    orphans: orphans::Orphans,
 }
 
 impl S3Storage {
@@ -51,7 +53,8 @@ impl S3Storage {
             .disable_config_load()
             .disable_ec2_metadata();
         let op = Operator::new(builder).map_err(|e| io::Error::other(format!("S3 storage: {e}")))?;
-        Ok(S3Storage { op, settings })
+        let orphans = orphans::Orphans::new(&settings.endpoint, &settings.bucket, &settings.region, key, secret);
+        Ok(S3Storage { op, settings, orphans })
     }
 
     /// One request to the bucket, so a wrong endpoint, bucket or key is said at start.
@@ -65,6 +68,13 @@ impl S3Storage {
         self.op.list_with(&dir).limit(1).await.map(|_| ()).map_err(|e| {
             io::Error::other(format!("S3 bucket {:?} at {}: {e}", self.settings.bucket, self.settings.endpoint))
         })
+    }
+
+    /// Aborts the incomplete multipart uploads under the prefix that are older than `age` (parts a killed
+    /// node left behind); how many.
+    pub async fn sweep_incomplete_uploads(&self, age: std::time::Duration) -> io::Result<usize> {
+        let p = self.settings.prefix.trim_start_matches('/');
+        self.orphans.sweep(p, age).await
     }
 
     pub fn settings(&self) -> &S3Settings {

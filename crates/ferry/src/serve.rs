@@ -211,7 +211,22 @@ async fn open_s3(s3: &S3Config) -> Result<Arc<dyn ferry_vfs::Storage>, CliError>
             .with_hint("check [storage] endpoint, region, bucket and the access key; Ferry does not create buckets")
     })?;
     tracing::info!(bucket = %s3.bucket, endpoint = %s3.endpoint, prefix = %s3.prefix, "users' files are in S3");
-    Ok(Arc::new(storage))
+    let storage = Arc::new(storage);
+    if let Some(age) = s3.abort_incomplete_uploads_after {
+        // In the background: a long listing must not hold up the start.
+        let s = storage.clone();
+        tokio::spawn(async move {
+            match s.sweep_incomplete_uploads(age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "aborted {n} incomplete multipart upload(s) older than {}s under the prefix (parts of uploads cut off by a crash)",
+                    age.as_secs()
+                ),
+                Err(e) => tracing::warn!("cannot sweep incomplete multipart uploads (a bucket lifecycle rule can do it instead): {e}"),
+            }
+        });
+    }
+    Ok(storage)
 }
 
 async fn serve(
