@@ -10,7 +10,7 @@
 mod error;
 mod handle;
 mod keys;
-mod orphans;
+mod raw;
 mod vfs;
 
 use std::io;
@@ -29,7 +29,7 @@ pub use ferry_config::S3Config as S3Settings;
 pub struct S3Storage {
     op: Operator,
     settings: S3Settings,
-    orphans: orphans::Orphans,
+    raw: Arc<raw::RawS3>,
 }
 
 impl S3Storage {
@@ -53,8 +53,8 @@ impl S3Storage {
             .disable_config_load()
             .disable_ec2_metadata();
         let op = Operator::new(builder).map_err(|e| io::Error::other(format!("S3 storage: {e}")))?;
-        let orphans = orphans::Orphans::new(&settings.endpoint, &settings.bucket, &settings.region, key, secret);
-        Ok(S3Storage { op, settings, orphans })
+        let raw = Arc::new(raw::RawS3::new(&settings.endpoint, &settings.bucket, &settings.region, key, secret));
+        Ok(S3Storage { op, settings, raw })
     }
 
     /// One request to the bucket, so a wrong endpoint, bucket or key is said at start.
@@ -74,7 +74,23 @@ impl S3Storage {
     /// node left behind); how many.
     pub async fn sweep_incomplete_uploads(&self, age: std::time::Duration) -> io::Result<usize> {
         let p = self.settings.prefix.trim_start_matches('/');
-        self.orphans.sweep(p, age).await
+        self.raw.sweep(p, age).await
+    }
+
+    /// Copies object `from` (`size` bytes) to `to` with UploadPartCopy, `part` bytes a part (a rename of a
+    /// file over 5 GiB uses 1 GiB parts).
+    pub async fn copy_in_parts(&self, from: &str, to: &str, size: u64, part: u64) -> io::Result<()> {
+        self.raw.copy_in_parts(from, to, size, part).await
+    }
+
+    /// Writes a whole object (for tests and tools).
+    pub async fn put(&self, key: &str, data: Vec<u8>) -> io::Result<()> {
+        self.op.write(key, data).await.map(|_| ()).map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Reads a whole object (for tests and tools).
+    pub async fn get(&self, key: &str) -> io::Result<Vec<u8>> {
+        self.op.read(key).await.map(|b| b.to_vec()).map_err(|e| io::Error::other(e.to_string()))
     }
 
     pub fn settings(&self) -> &S3Settings {
@@ -84,7 +100,11 @@ impl S3Storage {
 
 impl Storage for S3Storage {
     fn open_home(&self, user: &str, _home: &Path) -> io::Result<Arc<dyn Vfs>> {
-        Ok(Arc::new(vfs::S3Vfs { op: self.op.clone(), root: Root::new(&self.settings.prefix, user) }))
+        Ok(Arc::new(vfs::S3Vfs {
+            op: self.op.clone(),
+            raw: self.raw.clone(),
+            root: Root::new(&self.settings.prefix, user),
+        }))
     }
 
     fn usage(&self, user: &str, _home: &Path) -> io::Result<Usage> {

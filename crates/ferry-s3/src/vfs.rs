@@ -19,8 +19,12 @@ const MAX_DIR_RENAME: usize = 1000;
 
 pub struct S3Vfs {
     pub op: Operator,
+    pub raw: std::sync::Arc<crate::raw::RawS3>,
     pub root: Root,
 }
+
+/// Part size of a server-side copy of an object over [`MAX_COPY`].
+const COPY_PART: u64 = 1 << 30;
 
 fn dir_meta(mtime: Option<i64>) -> Metadata {
     Metadata {
@@ -225,14 +229,14 @@ impl Vfs for S3Vfs {
         self.parent_is_dir(to).await?;
         match source {
             Found::File(m) => {
-                if m.size > MAX_COPY {
-                    return Err(FsError::Unsupported(
-                        "renaming a file over 5 GiB on S3 storage (it would be copied); upload it under the new name",
-                    ));
-                }
                 self.keep_parent(from).await?;
                 let (a, b) = (self.root.file(from)?, self.root.file(to)?);
-                self.op.copy(&a, &b).await.map_err(fs_error)?;
+                if m.size > MAX_COPY {
+                    // CopyObject stops at 5 GiB: UploadPartCopy, 1 GiB at a time, all inside the store.
+                    self.raw.copy_in_parts(&a, &b, m.size, COPY_PART).await.map_err(FsError::Io)?;
+                } else {
+                    self.op.copy(&a, &b).await.map_err(fs_error)?;
+                }
                 self.op.delete(&a).await.map_err(fs_error)
             }
             Found::Dir => {
@@ -245,11 +249,6 @@ impl Vfs for S3Vfs {
                         "renaming a directory of more than 1000 files on S3 storage (every object is copied); move its files in smaller groups",
                     ));
                 }
-                if objects.iter().any(|e| e.metadata().content_length() > MAX_COPY) {
-                    return Err(FsError::Unsupported(
-                        "renaming a directory holding a file over 5 GiB on S3 storage (it would be copied)",
-                    ));
-                }
                 self.keep_parent(from).await?;
                 self.op.create_dir(&target).await.map_err(fs_error)?;
                 for e in &objects {
@@ -258,8 +257,11 @@ impl Vfs for S3Vfs {
                         continue;
                     }
                     let dest = format!("{target}{rest}");
+                    let size = e.metadata().content_length();
                     if rest.ends_with('/') {
                         self.op.create_dir(&dest).await.map_err(fs_error)?;
+                    } else if size > MAX_COPY {
+                        self.raw.copy_in_parts(e.path(), &dest, size, COPY_PART).await.map_err(FsError::Io)?;
                     } else {
                         self.op.copy(e.path(), &dest).await.map_err(fs_error)?;
                     }

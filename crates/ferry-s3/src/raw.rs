@@ -1,10 +1,12 @@
-//! Multipart uploads nobody will finish: a node that was killed in the middle of an upload leaves its
-//! parts in the bucket (they cost storage and never become an object). At start, Ferry lists the
-//! incomplete uploads under its prefix and aborts those older than `abort_incomplete_uploads_after_secs`
-//! (a day by default: other nodes' uploads in progress are younger than that).
+//! The S3 requests OpenDAL does not expose, signed with the SigV4 signer and sent with the HTTP client
+//! OpenDAL already uses:
 //!
-//! OpenDAL does not expose ListMultipartUploads, so this speaks S3 itself: two signed requests with the
-//! signer and HTTP client OpenDAL already uses.
+//! - ListMultipartUploads and AbortMultipartUpload: a node killed in the middle of an upload leaves its
+//!   parts in the bucket (they cost storage and never become an object). At start, Ferry aborts the
+//!   incomplete uploads under its prefix older than `abort_incomplete_uploads_after_secs` (a day by
+//!   default: other nodes' uploads in progress are younger than that).
+//! - UploadPartCopy: CopyObject copies at most 5 GiB; a larger object is copied server-side part by part
+//!   (a rename on S3 is a copy then a delete).
 
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,7 +24,7 @@ pub struct Incomplete {
     pub initiated: i64,
 }
 
-pub struct Orphans {
+pub struct RawS3 {
     client: reqwest::Client,
     endpoint: String,
     bucket: String,
@@ -34,9 +36,9 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-impl Orphans {
-    pub fn new(endpoint: &str, bucket: &str, region: &str, key: String, secret: String) -> Orphans {
-        Orphans {
+impl RawS3 {
+    pub fn new(endpoint: &str, bucket: &str, region: &str, key: String, secret: String) -> RawS3 {
+        RawS3 {
             client: reqwest::Client::new(),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             bucket: bucket.to_string(),
@@ -51,13 +53,22 @@ impl Orphans {
     }
 
     async fn send(&self, method: http::Method, url: String) -> io::Result<String> {
-        let (mut parts, ()) = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .body(())
-            .map_err(other)?
-            .into_parts();
+        self.send_with(method, url, &[], String::new()).await
+    }
+
+    async fn send_with(
+        &self,
+        method: http::Method,
+        url: String,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> io::Result<String> {
+        let mut builder =
+            http::Request::builder().method(method).uri(&url).header("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let (mut parts, ()) = builder.body(()).map_err(other)?.into_parts();
         RequestSigner::new("s3", &self.region)
             .sign_request(&Context::new(), &mut parts, Some(&self.credential), None)
             .await
@@ -66,7 +77,8 @@ impl Orphans {
         for (name, value) in &parts.headers {
             request = request.header(name, value);
         }
-        let response = request.timeout(Duration::from_secs(30)).send().await.map_err(other)?;
+        // A part copy of 1 GiB is done by the server while the request waits.
+        let response = request.timeout(Duration::from_secs(600)).body(body).send().await.map_err(other)?;
         let status = response.status();
         let body = response.text().await.map_err(other)?;
         if !status.is_success() {
@@ -121,6 +133,56 @@ impl Orphans {
         }
         Ok(aborted)
     }
+}
+
+impl RawS3 {
+    fn object_url(&self, key: &str) -> String {
+        format!("{}/{}/{}", self.endpoint, encode(&self.bucket, false), encode(key, false))
+    }
+
+    /// Copies object `from` (`size` bytes) to `to` inside the bucket with UploadPartCopy, `part` bytes at
+    /// a time (at least 5 MiB, as S3 wants of every part but the last; S3 servers also refuse part copies
+    /// from a source under 5 MiB: Ferry uses this above CopyObject's 5 GiB). The copy appears only when
+    /// complete; on failure the multipart upload is aborted.
+    pub async fn copy_in_parts(&self, from: &str, to: &str, size: u64, part: u64) -> io::Result<()> {
+        let created = self.send(http::Method::POST, format!("{}?uploads", self.object_url(to))).await?;
+        let upload_id = tag(&created, "UploadId").ok_or_else(|| other("CreateMultipartUpload: no UploadId"))?;
+        let source = format!("/{}/{}", encode(&self.bucket, false), encode(from, false));
+        let result = async {
+            let mut done = String::from("<CompleteMultipartUpload>");
+            let (mut start, mut number) = (0u64, 1u32);
+            while start < size || number == 1 {
+                let end = (start + part).min(size).max(start + 1) - 1;
+                let url = format!("{}?partNumber={number}&uploadId={}", self.object_url(to), encode(&upload_id, true));
+                let headers = [
+                    ("x-amz-copy-source", source.clone()),
+                    ("x-amz-copy-source-range", format!("bytes={start}-{end}")),
+                ];
+                let copied = self.send_with(http::Method::PUT, url, &headers, String::new()).await?;
+                let etag = tag(&copied, "ETag").ok_or_else(|| other("UploadPartCopy: no ETag"))?;
+                done.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>", escape(&etag)));
+                start = end + 1;
+                number += 1;
+            }
+            done.push_str("</CompleteMultipartUpload>");
+            let url = format!("{}?uploadId={}", self.object_url(to), encode(&upload_id, true));
+            let answer = self.send_with(http::Method::POST, url, &[], done).await?;
+            // CompleteMultipartUpload may answer 200 with an error inside.
+            if answer.contains("<Error>") {
+                return Err(other(format!("CompleteMultipartUpload: {}", tag(&answer, "Message").unwrap_or_default())));
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.abort(&Incomplete { key: to.to_string(), upload_id, initiated: 0 }).await;
+        }
+        result
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Percent-encoding for a URL path (`/` kept unless `query`) or a query value, as SigV4 canonicalises.
