@@ -250,3 +250,34 @@ def test_parts_left_by_a_killed_upload_are_swept_at_start(ftps_server_factory, s
                               config=s3_bucket.storage_toml(prefix) + "abort_incomplete_uploads_after_secs = 1\n")
     assert srv.wait_for_log(r"aborted 1 incomplete multipart upload\(s\) older than 1s", timeout=10), srv.log()
     assert prefix not in incomplete()
+
+
+def test_one_user_in_s3_on_a_server_whose_default_is_local_disk(ftps_server_factory, s3_bucket, ferry):
+    from conftest import run_ferry
+
+    prefix = f"t-{uuid.uuid4().hex[:10]}/"
+    # The bucket is configured, but not as the default backend.
+    srv = ftps_server_factory(listen=("sftp=127.0.0.1:0",),
+                              config=s3_bucket.storage_toml(prefix).replace('backend = "s3"\n', ""))
+    t, c = sftp(srv)
+    with c.open("/on-disk.txt", "wb") as fh:
+        fh.write(b"local")
+    t.close()
+    assert (srv.root / "on-disk.txt").read_bytes() == b"local"
+    assert s3_bucket.keys(prefix) == []
+    out = run_ferry(ferry, srv.data_dir, "user", "set", "alice", "--storage", "s3").stdout
+    assert "storage: s3" in out, out
+    assert "storage     s3" in run_ferry(ferry, srv.data_dir, "user", "show", "alice").stdout
+    t, c = sftp(srv)
+    assert c.listdir("/") == [], "alice's root is now the bucket"
+    with c.open("/in-s3.txt", "wb") as fh:
+        fh.write(b"object")
+    t.close()
+    assert s3_bucket.keys(prefix) == ["alice/in-s3.txt"]
+    assert not (srv.root / "in-s3.txt").exists()
+    r = run_ferry(ferry, srv.data_dir, "user", "set", "alice", "--storage", "nfs", check=False)
+    assert r.returncode == 2 and "is not a storage backend" in r.stderr, r.stderr
+    run_ferry(ferry, srv.data_dir, "user", "set", "alice", "--storage", "default")
+    t, c = sftp(srv)
+    assert c.listdir("/") == ["on-disk.txt"], "back on local disk"
+    t.close()

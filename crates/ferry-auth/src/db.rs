@@ -177,6 +177,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("download_rate", "INTEGER"),
     ("quota_bytes", "INTEGER"),
     ("quota_files", "INTEGER"),
+    ("storage", "TEXT"),
 ];
 
 /// Whether a `[users] database` value names PostgreSQL.

@@ -33,6 +33,8 @@ pub struct User {
     /// Bytes and regular files the user's tree may hold (`None`: no limit).
     pub quota_bytes: Option<u64>,
     pub quota_files: Option<u64>,
+    /// Where the user's files are: `local` or `s3`; `None`: the server's `[storage] backend`.
+    pub storage: Option<String>,
 }
 
 /// Users in a SQLite file (the default) or a PostgreSQL database shared by several nodes. Every call reads
@@ -45,7 +47,7 @@ pub struct UserStore {
 const USER_COLUMNS: &str = "SELECT name, home, CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END,
         (SELECT count(*) FROM user_keys k WHERE k.\"user\" = u.name),
         disabled, expires, allow_from, protocols, credentials, max_sessions, upload_rate, download_rate,
-        quota_bytes, quota_files
+        quota_bytes, quota_files, storage
     FROM users u";
 
 fn list_field(text: Option<String>) -> Vec<String> {
@@ -73,6 +75,7 @@ fn user_row(r: &Row) -> Result<User, AuthError> {
         download_rate: positive(r.opt_int(11)?),
         quota_bytes: positive(r.opt_int(12)?),
         quota_files: positive(r.opt_int(13)?),
+        storage: r.opt_text(14)?,
     })
 }
 
@@ -284,6 +287,11 @@ impl UserStore {
         Ok(())
     }
 
+    /// Where the user's files are (`local`, `s3`; checked by the caller); `None`: the server's default.
+    pub fn set_storage(&self, name: &str, storage: Option<&str>) -> Result<(), AuthError> {
+        self.set_account(name, "storage", storage.into())
+    }
+
     /// Changes whenever the data changed elsewhere (another process: the `ferry user` commands; with
     /// PostgreSQL, another node too), so a server can poll it cheaply and react without a restart.
     pub fn data_version(&self) -> Result<i64, AuthError> {
@@ -454,6 +462,10 @@ mod tests {
             assert_eq!((u.max_sessions, u.upload_rate, u.download_rate), (Some(3), Some(1000), None));
             assert_eq!((u.quota_bytes, u.quota_files), (Some(5 << 30), Some(10)), "{}", s.kind);
             assert_eq!(s.permissions("acc").expect("perms"), [("/in".to_string(), "list".to_string())]);
+            assert_eq!(u.storage, None, "the server's default backend");
+            s.set_storage("acc", Some("s3")).expect("storage");
+            assert_eq!(s.get("acc").expect("get").expect("there").storage.as_deref(), Some("s3"), "{}", s.kind);
+            s.set_storage("acc", None).expect("back to the default");
             s.set_disabled("acc", false).expect("enable");
             s.set_expires("acc", None).expect("never");
             s.set_allow_from("acc", &[]).expect("anywhere");

@@ -28,12 +28,11 @@ pub struct Config {
 
 /// Where users' files are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum StorageConfig {
-    /// Each user's home directory on this machine.
-    #[default]
-    Local,
-    /// An S3-compatible bucket, each user under `prefix` + NAME + `/`.
-    S3(S3Config),
+pub struct StorageConfig {
+    /// The backend of users who have not chosen one (`ferry user set NAME --storage local|s3`).
+    pub default_s3: bool,
+    /// The bucket, when one is configured: the default backend (`backend = "s3"`) or one users may choose.
+    pub s3: Option<S3Config>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,28 +493,33 @@ impl Config {
             config.users.database = Some(value.to_string());
         }
         let st = raw.storage;
-        match st.backend.as_ref().map(|b| b.get_ref().as_str()) {
-            None | Some("local") => {
-                if st.bucket.is_some() || st.endpoint.is_some() {
-                    return Err(err(
-                        None,
-                        Some("storage.backend"),
-                        "S3 settings are given but the backend is local".into(),
-                        "add backend = \"s3\" to [storage], or remove the S3 settings",
-                    ));
-                }
+        let backend_line = st.backend.as_ref().map(|b| line_of(text, b.span().start));
+        let default_s3 = match st.backend.as_ref().map(|b| b.get_ref().as_str()) {
+            None | Some("local") => false,
+            Some("s3") => true,
+            Some(other) => {
+                return Err(err(
+                    backend_line,
+                    Some("storage.backend"),
+                    format!("{other:?} is not a storage backend"),
+                    "backend = \"local\" (files on this machine) or \"s3\" (an S3-compatible bucket)",
+                ));
             }
-            Some("s3") => {
-                let region = st.region.unwrap_or_else(|| "us-east-1".into());
-                let Some(bucket) = st.bucket.filter(|b| !b.trim().is_empty()) else {
-                    return Err(err(
-                        st.backend.as_ref().map(|b| line_of(text, b.span().start)),
-                        Some("storage.bucket"),
-                        "backend = \"s3\" needs a bucket".into(),
-                        "bucket = \"ferry\" (create it first; Ferry does not create buckets)",
-                    ));
-                };
-                config.storage = StorageConfig::S3(S3Config {
+        };
+        let s3_given = st.bucket.is_some() || st.endpoint.is_some();
+        if default_s3 || s3_given {
+            let region = st.region.unwrap_or_else(|| "us-east-1".into());
+            let Some(bucket) = st.bucket.filter(|b| !b.trim().is_empty()) else {
+                return Err(err(
+                    backend_line,
+                    Some("storage.bucket"),
+                    "S3 storage needs a bucket".into(),
+                    "bucket = \"ferry\" (create it first; Ferry does not create buckets)",
+                ));
+            };
+            config.storage = StorageConfig {
+                default_s3,
+                s3: Some(S3Config {
                     endpoint: st.endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
                     region,
                     bucket,
@@ -527,17 +531,8 @@ impl Config {
                         Some(secs) => Some(Duration::from_secs(secs)),
                         None => Some(Duration::from_secs(86_400)),
                     },
-                });
-            }
-            Some(other) => {
-                let line = st.backend.as_ref().map(|b| line_of(text, b.span().start));
-                return Err(err(
-                    line,
-                    Some("storage.backend"),
-                    format!("{other:?} is not a storage backend"),
-                    "backend = \"local\" (files on this machine) or \"s3\" (an S3-compatible bucket)",
-                ));
-            }
+                }),
+            };
         }
         if let Some(list) = raw.server.trusted_proxies {
             config.server.trusted_proxies = list
@@ -1066,10 +1061,12 @@ mod tests {
 
     #[test]
     fn storage_section() {
-        assert_eq!(Config::default().storage, StorageConfig::Local);
+        assert_eq!(Config::default().storage, StorageConfig::default());
+        assert!(!Config::default().storage.default_s3 && Config::default().storage.s3.is_none());
         let c = parse("[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nbucket = \"ferry\"\n")
             .expect("parses");
-        let StorageConfig::S3(s3) = c.storage else { panic!("not s3") };
+        assert!(c.storage.default_s3);
+        let s3 = c.storage.s3.expect("s3");
         assert_eq!(
             (s3.endpoint.as_str(), s3.region.as_str(), s3.bucket.as_str()),
             ("http://127.0.0.1:3900", "garage", "ferry")
@@ -1078,13 +1075,13 @@ mod tests {
         assert_eq!(s3.access_key_id, None, "from the environment");
         assert_eq!(s3.abort_incomplete_uploads_after, Some(Duration::from_secs(86_400)), "a day by default");
         let c = parse("[storage]\nbackend = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\n").expect("AWS");
-        let StorageConfig::S3(s3) = c.storage else { panic!("not s3") };
-        assert_eq!(s3.endpoint, "https://s3.eu-west-1.amazonaws.com");
+        assert_eq!(c.storage.s3.expect("s3").endpoint, "https://s3.eu-west-1.amazonaws.com");
         let e = parse("[storage]\nbackend = \"s3\"\n").expect_err("no bucket");
         assert_eq!(e.key.as_deref(), Some("storage.bucket"));
         let e = parse("[storage]\nbackend = \"ftp\"\n").expect_err("unknown");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.backend")));
-        let e = parse("[storage]\nbucket = \"b\"\n").expect_err("s3 keys without the backend");
-        assert_eq!(e.key.as_deref(), Some("storage.backend"));
+        // A bucket beside the local default: there for users who choose it (`--storage s3`).
+        let c = parse("[storage]\nbucket = \"b\"\n").expect("a bucket users may choose");
+        assert!(!c.storage.default_s3 && c.storage.s3.is_some());
     }
 }

@@ -44,6 +44,8 @@ pub struct Core {
     defender: Arc<Defender>,
     /// `[limits] max_sessions_per_user`, for users without their own (0: no limit).
     max_sessions_per_user: std::sync::atomic::AtomicUsize,
+    /// Backends users may choose by name (`ferry user set NAME --storage s3`); `storage` serves the others.
+    backends: std::sync::RwLock<std::collections::HashMap<String, Arc<dyn Storage>>>,
     /// What each user with a quota has stored, counted once and then kept up to date by the gate.
     usage: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Arc<Tracker>>>>>,
 }
@@ -81,8 +83,26 @@ impl Core {
             registry: Arc::default(),
             defender,
             max_sessions_per_user: 0.into(),
+            backends: Default::default(),
             usage: Default::default(),
         })
+    }
+
+    /// Makes a backend available to users who choose it by `name` (`local`, `s3`).
+    pub fn add_backend(&self, name: &str, storage: Arc<dyn Storage>) {
+        self.backends.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), storage);
+    }
+
+    /// The storage of `user`: the backend they chose, or the server's default.
+    fn storage_of(&self, user: &User) -> std::io::Result<Arc<dyn Storage>> {
+        match user.storage.as_deref() {
+            None => Ok(self.storage.clone()),
+            Some(name) => self.backends.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned().ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "the user's storage is {name:?}, which this server does not have configured ([storage] in the config)"
+                ))
+            }),
+        }
     }
 
     /// Sessions a user without a limit of their own may have at once (0: no limit).
@@ -216,7 +236,7 @@ impl Core {
         };
         let tracker = cell
             .get_or_try_init(|| async {
-                let (storage, home, name) = (self.storage.clone(), user.home.clone(), user.name.clone());
+                let (storage, home, name) = (self.storage_of(user)?, user.home.clone(), user.name.clone());
                 let used = tokio::task::spawn_blocking(move || storage.usage(&name, &home))
                     .await
                     .map_err(std::io::Error::other)??;
@@ -254,7 +274,15 @@ impl Core {
             self.refused(&user.name, client, method, &why);
             return Err(LoginError::Refused);
         }
-        let (storage, store) = (self.storage.clone(), self.store.clone());
+        let storage = match self.storage_of(&user) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(user = %user.name, "cannot open the user's storage: {e}");
+                self.login_failed(&user.name, client, method, "storage unavailable");
+                return Err(LoginError::HomeUnavailable);
+            }
+        };
+        let store = self.store.clone();
         let (home, name) = (user.home.clone(), user.name.clone());
         let opened = tokio::task::spawn_blocking(move || {
             let rules = match store.permissions(&name) {

@@ -178,6 +178,10 @@ pub struct UserSetArgs {
     /// Download bandwidth per session, bytes per second (0: no limit)
     #[arg(long, value_name = "BYTES/S")]
     pub download_rate: Option<u64>,
+    /// Where the user's files are: `local` (their home directory), `s3` (the bucket in [storage]), or
+    /// `default` (the server's [storage] backend)
+    #[arg(long, value_name = "local|s3|default")]
+    pub storage: Option<String>,
 }
 
 #[derive(Args, Debug)]

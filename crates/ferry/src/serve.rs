@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_auth::{generate_password, UserStore};
+use ferry_config::S3Config;
 use ferry_config::{limits, Config, ListenerSpec, PortRange, Protocol, SpecError};
-use ferry_config::{S3Config, StorageConfig};
 use ferry_core::proxy::TrustedProxies;
 use ferry_core::{Core, Events};
 use ferry_ftp::{FtpService, FtpSettings};
@@ -192,17 +192,26 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))?;
-    let storage: Arc<dyn ferry_vfs::Storage> = match &config.storage {
-        StorageConfig::Local => Arc::new(LocalStorage(uploads)),
-        StorageConfig::S3(s3) => runtime.block_on(open_s3(s3))?,
+    let local: Arc<dyn ferry_vfs::Storage> = Arc::new(LocalStorage(uploads));
+    let s3 = match &config.storage.s3 {
+        Some(s3) => Some(runtime.block_on(open_s3(s3))?),
+        None => None,
     };
-    let result = runtime.block_on(serve(config, store, keys, tls, storage, demo_password));
+    let storages = Storages { default_s3: config.storage.default_s3, local, s3 };
+    let result = runtime.block_on(serve(config, store, keys, tls, storages, demo_password));
     // Blocking file operations of cut-off sessions must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
 }
 /// The bucket of `[storage] backend = "s3"`, checked with one request so a wrong endpoint, bucket or key is
 /// said at start rather than at the first login.
+/// The backends this server has: local disk always, and a bucket when `[storage]` names one.
+struct Storages {
+    default_s3: bool,
+    local: Arc<dyn ferry_vfs::Storage>,
+    s3: Option<Arc<dyn ferry_vfs::Storage>>,
+}
+
 async fn open_s3(s3: &S3Config) -> Result<Arc<dyn ferry_vfs::Storage>, CliError> {
     let storage = ferry_s3::S3Storage::new(s3.clone())
         .map_err(|e| CliError::runtime(e.to_string()).with_hint("check [storage] in the configuration"))?;
@@ -234,9 +243,13 @@ async fn serve(
     store: Arc<UserStore>,
     keys: Vec<(russh::keys::PrivateKey, std::path::PathBuf)>,
     tls: Option<Arc<TlsStore>>,
-    storage: Arc<dyn ferry_vfs::Storage>,
+    storages: Storages,
     demo_password: Option<String>,
 ) -> Result<(), CliError> {
+    let storage = match (&storages.s3, storages.default_s3) {
+        (Some(s3), true) => s3.clone(),
+        _ => storages.local.clone(),
+    };
     let xferlog = open_xferlog(&config)?;
     // Before anything is printed: a script that reads the limits at `ready` sees them raised.
     let gate = Gate::new(fit_to_open_files(config.limits));
@@ -268,6 +281,10 @@ async fn serve(
         None => Events::new(),
     };
     let core = Core::with_defender(store.clone(), storage.clone(), events, config.defender.clone());
+    core.add_backend("local", storages.local.clone());
+    if let Some(s3) = &storages.s3 {
+        core.add_backend("s3", s3.clone());
+    }
     core.set_max_sessions_per_user(config.limits.max_sessions_per_user);
     // Account changes made with `ferry user ...` reach live sessions without a restart.
     tokio::spawn(core.clone().watch_accounts());

@@ -101,6 +101,7 @@ fn user_json(store: &ferry_auth::UserStore, u: &ferry_auth::User) -> Result<serd
         "upload_rate": u.upload_rate,
         "download_rate": u.download_rate,
         "quota_bytes": u.quota_bytes,
+        "storage": u.storage,
         "quota_files": u.quota_files,
         // Walked only for users with a quota: `user list --json` must not walk every tree.
         "usage": (u.quota_bytes.is_some() || u.quota_files.is_some())
@@ -229,6 +230,7 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
             } else {
                 println!("quota       none");
             }
+            println!("storage     {}", u.storage.as_deref().unwrap_or("the server's default ([storage] backend)"));
             println!("upload      {}", show_rate(u.upload_rate));
             println!("download    {}", show_rate(u.download_rate));
             let keys = store.keys(&u.name)?;
@@ -349,6 +351,20 @@ pub fn run(global: &GlobalArgs, cmd: &UserCmd) -> Result<(), CliError> {
                     changed
                         .push(format!("quota: {}", if f == 0 { "no file limit".into() } else { format!("{f} files") }));
                 }
+            }
+            if let Some(storage) = a.storage.as_deref() {
+                let chosen = match storage {
+                    "default" => None,
+                    "local" | "s3" => Some(storage),
+                    other => {
+                        return Err(CliError::usage(
+                            format!("{other:?} is not a storage backend"),
+                            "--storage local (the user's home directory), s3 (the bucket in [storage]) or default",
+                        ))
+                    }
+                };
+                store.set_storage(&a.name, chosen)?;
+                changed.push(format!("storage: {}", chosen.unwrap_or("the server's default")));
             }
             if changed.is_empty() {
                 return Err(CliError::usage(
