@@ -281,3 +281,16 @@ def test_one_user_in_s3_on_a_server_whose_default_is_local_disk(ftps_server_fact
     t, c = sftp(srv)
     assert c.listdir("/") == ["on-disk.txt"], "back on local disk"
     t.close()
+
+
+def test_listings_of_more_than_one_page(s3_server, s3_bucket, tmp_path):
+    # S3 lists 1000 keys a page: 1,100 objects (put straight into the bucket) are all listed.
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(1100):
+        (src / f"f{i:04}.txt").write_bytes(b"x")
+    s3_bucket.rclone("copy", "--transfers", "16", str(src), f":s3:{s3_bucket.bucket}/{s3_server.s3_prefix}many")
+    t, c = sftp(s3_server)
+    names = c.listdir("/many")
+    t.close()
+    assert len(names) == 1100 and sorted(names) == sorted(p.name for p in src.iterdir())

@@ -526,7 +526,13 @@ mod tests {
             assert!(matches!(s.add_key("k", "ssh-ed25519 garbage"), Err(AuthError::InvalidKey { .. })));
             assert!(matches!(s.add_key("nobody", KEY), Err(AuthError::NoSuchUser(_))));
             assert_eq!(s.list().expect("list")[0].key_count, 1, "{}", s.kind);
-            assert_eq!(s.keys("k").expect("keys").len(), 1);
+            let stored = s.keys("k").expect("keys");
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].0, fp, "by fingerprint");
+            assert!(stored[0].1.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0"), "{stored:?}");
+            let creds = s.get("k").expect("get").expect("there").credentials;
+            assert!(!s.remove_key("k", "SHA256:not-a-key").expect("rm nothing"));
+            assert_eq!(s.get("k").expect("get").expect("there").credentials, creds, "nothing removed, nothing changed");
             assert!(
                 !s.is_empty().expect("count"),
                 "a store with a user is not empty (serve adds `demo` only to an empty one)"
@@ -539,6 +545,34 @@ mod tests {
             s.remove_user("k").expect("rm user");
             s.add_user("k", None, &s.dir).expect("add again");
             assert!(s.check_key("k", &key).expect("ok").is_none(), "{}", s.kind);
+        }
+    }
+
+    #[test]
+    fn a_postgres_connection_that_drops_is_made_again() {
+        for s in stores().into_iter().filter(|s| s.kind == "postgres") {
+            s.add_user("p", None, &s.dir).expect("add");
+            // What a database restart or a balancer's idle timeout does to the connection.
+            let admin = std::env::var("FERRY_TEST_POSTGRES").expect("postgres");
+            let db = s
+                .db()
+                .query_row("SELECT current_database()", &[], "which")
+                .expect("db")
+                .expect("row")
+                .text(0)
+                .expect("name");
+            let pg = crate::pg::Pg::connect(&admin).expect("admin");
+            pg.batch(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            ))
+            .expect("terminate");
+            assert!(s.get("p").expect("the query after the drop succeeds").is_some());
+            // A password PostgreSQL refuses is said in PostgreSQL's words.
+            let wrong = admin.replacen("ferry-test@", "wrong@", 1);
+            if wrong != admin {
+                let e = UserStore::open_postgres(&wrong).err().expect("refused").to_string();
+                assert!(e.contains("password authentication failed"), "{e}");
+            }
         }
     }
 
