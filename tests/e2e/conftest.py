@@ -1263,6 +1263,14 @@ def s3_bucket(tmp_path_factory) -> Iterator[S3Bucket]:
 # --------------------------------------------------------------------------------------------------
 # HAProxy in front of Ferry nodes (issue 13)
 
+def balancer_ports() -> tuple[int, int]:
+    """A passive range for a balancer to bind whole: `passive_ports()` moved 10000 down, below the kernel's
+    ephemeral range (32768 and up), where a client socket of a test running in parallel could hold one of
+    the ports (the range's own servers bind one port at a time and skip a taken one; HAProxy binds all)."""
+    lo, hi = passive_ports()
+    return lo - 10000, hi - 10000
+
+
 @pytest.fixture
 def haproxy(tmp_path):
     """`start(routes)`: HAProxy (mode tcp, `send-proxy-v2` to every server) with one `listen` section per

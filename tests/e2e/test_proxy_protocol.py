@@ -19,7 +19,7 @@ import types
 import paramiko
 import pytest
 
-from conftest import first_line, free_port, proxy_v2, run_ferry, wait_until
+from conftest import balancer_ports, first_line, free_port, proxy_v2, run_ferry, wait_until
 from ftps_helpers import client_context, curl_ftps, ftp_url
 
 TIMEOUT = 10
@@ -30,14 +30,14 @@ def proxy_v1(src: str, sport: int, dst: str = NODE, dport: int = 2222) -> bytes:
     return f"PROXY TCP4 {src} {dst} {sport} {dport}\r\n".encode()
 
 
-def node_config(passive_address: str = "", extra: str = "") -> str:
+def node_config(passive_address: str = "", extra: str = "", passive: str = "{passive_ports}") -> str:
     listeners = ",\n".join(
         f'  {{ protocols = "{p}", address = "{NODE}:0", proxy_protocol = true }}'
         for p in ("sftp", "ftps", "ftps-implicit")
     )
     ftps = f'[ftps]\npassive_address = "{passive_address}"\n' if passive_address else ""
     return (
-        f'[server]\ntrusted_proxies = ["127.0.0.1/32"]\npassive_ports = "{{passive_ports}}"\nlisteners = [\n{listeners},\n]\n'
+        f'[server]\ntrusted_proxies = ["127.0.0.1/32"]\npassive_ports = "{passive}"\nlisteners = [\n{listeners},\n]\n'
         f"{ftps}[defender]\nsafelist = []\nthreshold = 100\n{extra}"
     )
 
@@ -172,9 +172,9 @@ def test_a_data_connection_must_speak_for_the_same_client(node):
 
 
 def test_sftp_and_ftps_through_haproxy(ftps_server_factory, haproxy, tmp_path):
-    node = ftps_server_factory(listen=(), config=node_config(passive_address="127.0.0.1"),
+    lo, hi = balancer_ports()
+    node = ftps_server_factory(listen=(), config=node_config(passive_address="127.0.0.1", passive=f"{lo}-{hi}"),
                                expect=("sftp", "ftps", "ftps-implicit"))
-    lo, hi = node.passive
     front = {p: ("127.0.0.1", free_port()) for p in ("sftp", "ftps", "ftps-implicit")}
     routes = [(f"{h}:{port}", [f"{node.listeners[p][0]}:{node.listeners[p][1]}"]) for p, (h, port) in front.items()]
     # Each passive port goes to the same port of the node, with a header too (no port on the server line).

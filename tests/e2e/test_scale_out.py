@@ -19,7 +19,7 @@ import uuid
 import paramiko
 import pytest
 
-from conftest import FerryServer, first_line, free_port, new_password, passive_ports, proxy_v2, run_ferry, wait_until
+from conftest import FerryServer, first_line, free_port, new_password, balancer_ports, proxy_v2, run_ferry, wait_until
 from ftps_helpers import curl_ftps, ftp_url
 
 TIMEOUT = 15
@@ -56,7 +56,7 @@ def node_config(ip: str, passive: tuple[int, int], db: str, storage: str) -> str
 @pytest.fixture
 def cluster(ferry, tmp_path, postgres_url, s3_bucket, haproxy):
     prefix = f"t-{uuid.uuid4().hex[:10]}/"
-    lo, hi = passive_ports()
+    lo, hi = balancer_ports()
     half = (hi - lo + 1) // 2
     ranges = [(lo, lo + half - 1), (lo + half, hi)]
     nodes = [
