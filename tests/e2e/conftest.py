@@ -1328,3 +1328,20 @@ def first_line(addr, source: str = "127.0.0.1", send: bytes = b"", timeout: floa
                 break
             line += chunk
         return line
+
+
+def words_until_closed(addr, source: str = "127.0.0.1", send: bytes = b"", timeout: float = 10) -> bytes:
+    """Connects from `source`, sends `send`, and reads everything the server says until it closes."""
+    with socket.create_connection(addr, timeout=timeout, source_address=(source, 0)) as s:
+        if send:
+            s.sendall(send)
+        got = b""
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        return got

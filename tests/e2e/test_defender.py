@@ -15,7 +15,7 @@ import time
 import paramiko
 import pytest
 
-from conftest import run_ferry, wait_until
+from conftest import run_ferry, wait_until, words_until_closed
 from ftps_helpers import client_context, ftp_addr
 
 TIMEOUT = 10
@@ -72,18 +72,8 @@ def sftp_works(srv, source: str) -> bool:
 
 def first_words(srv, source: str, listener: str) -> tuple[float, bytes]:
     """Connects from `source` and reads until the server closes: (seconds it took, what it sent)."""
-    host, port = srv.listeners[listener][:2]
     start = time.monotonic()
-    with socket.create_connection((host, port), timeout=TIMEOUT, source_address=(source, 0)) as s:
-        got = b""
-        while True:
-            try:
-                chunk = s.recv(4096)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            got += chunk
+    got = words_until_closed(srv.listeners[listener][:2], source)
     return time.monotonic() - start, got
 
 

@@ -19,7 +19,7 @@ import types
 import paramiko
 import pytest
 
-from conftest import balancer_ports, first_line, free_port, proxy_v2, run_ferry, wait_until
+from conftest import balancer_ports, first_line, words_until_closed, free_port, proxy_v2, run_ferry, wait_until
 from ftps_helpers import client_context, curl_ftps, ftp_url
 
 TIMEOUT = 10
@@ -69,22 +69,6 @@ def ftps_via(srv, header: bytes) -> ftplib.FTP_TLS:
     f.file = sock.makefile("r", encoding=f.encoding)
     f.welcome = f.getresp()
     return f
-
-
-def words_until_closed(addr, source: str, send: bytes = b"") -> bytes:
-    with socket.create_connection(addr, timeout=TIMEOUT, source_address=(source, 0)) as s:
-        if send:
-            s.sendall(send)
-        got = b""
-        while True:
-            try:
-                chunk = s.recv(4096)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                return got
-            got += chunk
-        return got
 
 
 def test_the_headers_client_is_the_one_logged_banned_and_checked(node, ferry):
