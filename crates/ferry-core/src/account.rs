@@ -69,6 +69,26 @@ mod tests {
         assert!(parse_date("2026-02-31").is_err());
         assert!(parse_date("2026-3-1").is_ok());
         assert!(parse_date("31.03.2026").is_err());
+        for outside in ["1969-12-31", "10000-01-01", "2026-00-10", "2026-13-01", "2026-01-00", "2026-01-32"] {
+            assert!(parse_date(outside).is_err(), "{outside}");
+        }
+        assert_eq!(parse_date(" 9999-12-31 "), Ok(2_932_896));
+    }
+
+    #[test]
+    fn an_account_may_log_in_on_its_last_day_and_not_the_day_after() {
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64 / 86_400;
+        let day = |days: i64| {
+            let (y, m, d) = ferry_vfs::listing::civil(days);
+            format!("{y:04}-{m:02}-{d:02}")
+        };
+        let mut u = User { name: "a".into(), expires: Some(day(now)), ..Default::default() };
+        assert_eq!(refusal(&u, ip, "sftp"), None, "expires {:?}", u.expires);
+        u.expires = Some(day(now - 1));
+        assert_eq!(refusal(&u, ip, "sftp"), Some(format!("account expired on {}", day(now - 1))));
+        u.expires = Some("someday".into());
+        assert!(refusal(&u, ip, "sftp").expect("unreadable").starts_with("account expiry unreadable"));
     }
 
     #[test]
