@@ -292,6 +292,7 @@ mod tests {
     fn bans_made_elsewhere_are_loaded_and_lifts_clear_the_score() {
         let (d, dir) = defender(cfg(2));
         let a: IpAddr = A.parse().expect("ip");
+        d.record(a, Offence::FailedLogin);
         d.store.add_ban(a, now_unix() + 60, "by hand").expect("ban");
         assert!(!d.is_banned(a), "not seen before a reload");
         d.reload();
@@ -300,7 +301,42 @@ mod tests {
         d.reload();
         assert!(!d.is_banned(a));
         d.record(a, Offence::FailedLogin);
-        assert!(!d.is_banned(a), "one point after a lift does not ban again at once");
+        assert!(!d.is_banned(a), "one point after a lift does not ban again at once: the lift cleared the score");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_expired_ban_no_longer_refuses_and_leaves_the_others_in_force() {
+        let (d, dir) = defender(cfg(2));
+        let (old, live): (IpAddr, IpAddr) = (A.parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
+        d.store.add_ban(old, now_unix() - 1, "by hand, a second ago").expect("ban");
+        d.store.add_ban(live, now_unix() + 60, "by hand").expect("ban");
+        d.reload();
+        assert!(!d.is_banned(old), "ended a second ago");
+        assert!(d.is_banned(live), "the other ban still holds after the first was dropped");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_full_table_scores_no_new_address_until_old_scores_expire() {
+        let window = Duration::from_millis(300);
+        let (d, dir) = defender(DefenderConfig { observation: window, ..cfg(2) });
+        let started = Instant::now();
+        for n in 0..MAX_TRACKED as u32 {
+            d.record(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), Offence::FailedLogin);
+        }
+        assert!(started.elapsed() < window, "the table filled within the window ({:?}); the test needs that", started.elapsed());
+        let new: IpAddr = A.parse().expect("ip");
+        d.record(new, Offence::FailedLogin);
+        d.record(new, Offence::FailedLogin);
+        assert!(!d.is_banned(new), "no room to score a new address while the table is full");
+        let tracked: IpAddr = "10.0.0.1".parse().expect("ip");
+        d.record(tracked, Offence::FailedLogin);
+        assert!(d.is_banned(tracked), "an address already in the table is still scored");
+        std::thread::sleep(window);
+        d.record(new, Offence::FailedLogin);
+        d.record(new, Offence::FailedLogin);
+        assert!(d.is_banned(new), "expired scores made room");
         let _ = std::fs::remove_dir_all(dir);
     }
 
