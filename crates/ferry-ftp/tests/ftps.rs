@@ -149,6 +149,43 @@ async fn resume_append_and_unique() {
 }
 
 #[tokio::test]
+async fn a_plain_stor_replaces_the_whole_file_and_the_150_names_the_mode() {
+    let srv = start(FtpMode::Explicit, settings()).await;
+    std::fs::write(srv.home.join("f"), b"0123456789").expect("seed");
+    let mut c = Client::login(srv.addr).await;
+    let (first, last) = c.upload("STOR f", b"short").await;
+    assert_eq!((first.text.as_str(), last.code), ("150 Ok to send data", 226));
+    assert_eq!(std::fs::read(srv.home.join("f")).expect("f"), b"short", "no tail of the longer file left");
+    let (first, got, _) = c.download("RETR f").await;
+    assert_eq!(first.text, "150 Opening BINARY mode data connection for f (5 bytes)");
+    assert_eq!(got, b"short");
+    assert_eq!(c.cmd("TYPE A").await.code, 200);
+    let (first, _, _) = c.download("RETR f").await;
+    assert_eq!(first.text, "150 Opening ASCII mode data connection for f (5 bytes)");
+}
+
+#[tokio::test]
+async fn an_upload_cut_without_close_notify_is_discarded_unless_it_resumed() {
+    let srv = start(FtpMode::Explicit, settings()).await;
+    std::fs::write(srv.home.join("keep"), b"old").expect("seed");
+    let mut c = Client::login(srv.addr).await;
+    let (first, last) = c.upload_without_close_notify("STOR keep", b"new data").await;
+    assert_eq!(first.code, 150);
+    assert_eq!(
+        last.text,
+        "426 Data connection closed without TLS close_notify: the upload is incomplete and was discarded"
+    );
+    assert_eq!(std::fs::read(srv.home.join("keep")).expect("keep"), b"old");
+    // A resume writes in place: what arrived stays, for the next REST.
+    assert_eq!(c.cmd("REST 3").await.code, 350);
+    let (_, last) = c.upload_without_close_notify("STOR keep", b"XYZ").await;
+    assert_eq!(last.text, "426 Data connection closed without TLS close_notify: the upload is incomplete");
+    let (_, last) = c.upload_without_close_notify("APPE keep", b"123").await;
+    assert_eq!(last.text, "426 Data connection closed without TLS close_notify: the upload is incomplete");
+    assert_eq!(c.cmd("NOOP").await.code, 200);
+}
+
+#[tokio::test]
 async fn cut_upload_keeps_previous_file() {
     let srv = start(FtpMode::Explicit, settings()).await;
     std::fs::write(srv.home.join("keep"), b"old").expect("seed");

@@ -379,6 +379,26 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Like [`Client::upload`], but ends the data connection with a bare TCP close, no TLS close_notify
+    /// (a client killed mid-upload, or a cut connection): returns the 150 and the reply after it.
+    pub async fn upload_without_close_notify(&mut self, command: &str, content: &[u8]) -> (Resp, Resp) {
+        let port = self.epsv().await;
+        let tcp = TcpStream::connect((self.addr.ip(), port)).await.expect("data connect");
+        self.send_raw(format!("{command}\r\n").as_bytes()).await;
+        let first = self.read_reply().await;
+        let mut data = TlsConnector::from(self.tls.clone())
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("data handshake");
+        data.write_all(content).await.expect("write data");
+        data.flush().await.expect("flush");
+        data.get_mut().0.shutdown().await.expect("TCP close");
+        let last = self.read_reply().await;
+        (first, last)
+    }
+}
+
 pub fn pattern(len: usize) -> Vec<u8> {
     let mut x: u32 = 12345;
     (0..len)
