@@ -226,6 +226,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn v2_carries_ipv6_clients_and_payloads_up_to_the_bound() {
+        let (h, rest) = read_then_rest(&v2("[2001:db8::7]:4000", "[2001:db8::1]:22")).await;
+        assert_eq!(
+            h.expect("v6"),
+            ProxyHeader::Client { source: sa("[2001:db8::7]:4000"), destination: sa("[2001:db8::1]:22") }
+        );
+        assert!(rest.is_empty());
+        // Padded with a NOOP TLV to exactly the largest payload read.
+        let mut full = v2("198.51.100.4:40000", "127.0.0.1:990");
+        let pad = V2_MAX_PAYLOAD - (full.len() - 16) - 3;
+        full.push(0x04);
+        full.extend_from_slice(&(pad as u16).to_be_bytes());
+        full.resize(16 + V2_MAX_PAYLOAD, 0);
+        full[14..16].copy_from_slice(&(V2_MAX_PAYLOAD as u16).to_be_bytes());
+        full.push(b'X');
+        let (h, rest) = read_then_rest(&full).await;
+        assert!(matches!(h, Ok(ProxyHeader::Client { source, .. }) if source == sa("198.51.100.4:40000")), "{h:?}");
+        assert_eq!(rest, b"X");
+    }
+
+    #[test]
+    fn refusals_say_what_was_wrong_and_what_to_change() {
+        assert_eq!(
+            ProxyError::NotAHeader.to_string(),
+            "the connection did not start with a PROXY protocol header (HAProxy: add send-proxy-v2 to the server line)"
+        );
+        assert_eq!(ProxyError::Malformed("x".into()).to_string(), "malformed PROXY protocol header: x");
+        assert_eq!(ProxyError::TimedOut.to_string(), format!("no PROXY protocol header within {}s", HEADER_WAIT.as_secs()));
+        let io = ProxyError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(io.to_string().starts_with("connection failed while reading the PROXY header: "), "{io}");
+    }
+
+    #[tokio::test]
     async fn what_is_not_a_header_is_refused() {
         // A balancer without send-proxy: the client's own first bytes.
         assert!(matches!(read_then_rest(b"SSH-2.0-OpenSSH_9.2\r\n").await.0, Err(ProxyError::NotAHeader)));

@@ -4,7 +4,6 @@
 //! as it goes, so a write that would pass the limit fails at once ("quota exceeded", FTP 552) and the
 //! upload is undone as any failed upload is: the previous file stays.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -143,8 +142,7 @@ impl Quota {
             before,
             truncate,
             new_file,
-            extent: AtomicU64::new(start),
-            reserved: AtomicU64::new(0),
+            written: Mutex::new(Written { extent: start, reserved: 0 }),
         })
     }
 }
@@ -156,13 +154,23 @@ pub(crate) struct QuotaFile {
     before: Option<u64>,
     truncate: bool,
     new_file: bool,
+    written: Mutex<Written>,
+}
+
+/// How far a file under a quota has been written, and what it has reserved for that.
+#[derive(Debug)]
+struct Written {
     /// The furthest byte written (or the size at open, when appending or resuming).
-    extent: AtomicU64,
+    extent: u64,
     /// Bytes reserved so far.
-    reserved: AtomicU64,
+    reserved: u64,
 }
 
 impl QuotaFile {
+    fn written(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn inner(&self) -> FsResult<&dyn FileHandle> {
         self.inner.as_deref().ok_or(FsError::Unsupported("a closed file"))
     }
@@ -185,12 +193,18 @@ impl FileHandle for QuotaFile {
 
     async fn write_at(&self, offset: u64, data: Bytes) -> FsResult<()> {
         let end = offset.saturating_add(data.len() as u64);
-        let extent = self.extent.fetch_max(end, Ordering::AcqRel).max(end);
-        let want = self.needs(extent);
-        let have = self.reserved.load(Ordering::Acquire);
-        if want > have {
-            self.quota.tracker.reserve_bytes(self.quota.limits, want - have)?;
-            self.reserved.fetch_add(want - have, Ordering::AcqRel);
+        {
+            // One lock for both: pipelined writes must not reserve the same bytes twice, and a write the
+            // quota refuses must not move the extent (a smaller write that fits is still allowed, and the
+            // count at close is what was written).
+            let mut w = self.written();
+            let extent = w.extent.max(end);
+            let want = self.needs(extent);
+            if want > w.reserved {
+                self.quota.tracker.reserve_bytes(self.quota.limits, want - w.reserved)?;
+                w.reserved = want;
+            }
+            w.extent = extent;
         }
         self.inner()?.write_at(offset, data).await
     }
@@ -210,11 +224,13 @@ impl FileHandle for QuotaFile {
     async fn close(mut self: Box<Self>) -> FsResult<()> {
         let inner = self.inner.take().ok_or(FsError::Unsupported("a closed file"))?;
         let r = inner.close().await;
-        let reserved = self.reserved.swap(0, Ordering::AcqRel);
+        let (reserved, extent) = {
+            let mut w = self.written();
+            (std::mem::take(&mut w.reserved), w.extent)
+        };
         self.quota.tracker.release(reserved, self.new_file);
         self.new_file = false;
         if r.is_ok() {
-            let extent = self.extent.load(Ordering::Acquire);
             let after = if self.truncate { extent } else { extent.max(self.before.unwrap_or(0)) };
             self.quota.tracker.changed(self.before, Some(after));
         }
@@ -231,14 +247,125 @@ impl FileHandle for QuotaFile {
 impl Drop for QuotaFile {
     fn drop(&mut self) {
         // Aborted or dropped: the upload is undone, and so is its reservation.
-        let reserved = self.reserved.swap(0, Ordering::AcqRel);
+        let reserved = std::mem::take(&mut self.written().reserved);
         self.quota.tracker.release(reserved, self.new_file);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+
+    /// A file that only remembers whether it was aborted.
+    #[derive(Default)]
+    struct Upload(Arc<AtomicBool>);
+
+    #[async_trait]
+    impl FileHandle for Upload {
+        async fn read_at(&self, _: u64, _: u32) -> FsResult<Bytes> {
+            Ok(Bytes::new())
+        }
+        async fn write_at(&self, _: u64, _: Bytes) -> FsResult<()> {
+            Ok(())
+        }
+        async fn metadata(&self) -> FsResult<Metadata> {
+            Err(FsError::Unsupported("metadata"))
+        }
+        async fn set_metadata(&self, _: &SetAttrs) -> FsResult<()> {
+            Ok(())
+        }
+        async fn sync(&self) -> FsResult<()> {
+            Ok(())
+        }
+        async fn close(self: Box<Self>) -> FsResult<()> {
+            Ok(())
+        }
+        async fn abort(self: Box<Self>) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A quota of `bytes` and `files` over `used`, whose changes are also listed (as the database gets
+    /// them).
+    fn quota(used: (u64, u64), bytes: u64, files: u64) -> (Quota, Arc<Mutex<Vec<(i64, i64)>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let sink_sent = sent.clone();
+        let sink: Sink = Box::new(move |b, f| sink_sent.lock().expect("sink").push((b, f)));
+        let tracker = Arc::new(Tracker::with_sink(Usage { bytes: used.0, files: used.1 }, sink));
+        (Quota { limits: Limits { bytes: Some(bytes), files: Some(files) }, tracker }, sent)
+    }
+
+    fn data(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    fn sent(s: &Arc<Mutex<Vec<(i64, i64)>>>) -> Vec<(i64, i64)> {
+        s.lock().expect("sink").clone()
+    }
+
+    #[tokio::test]
+    async fn a_new_file_counts_its_furthest_byte_once_complete() {
+        let (q, changes) = quota((0, 0), 20, 5);
+        assert_eq!(q.tracker.used(), Usage { bytes: 0, files: 0 }, "the sink's tracker starts from the count");
+        let f = Box::new(q.file(Box::new(Upload::default()), None, true).expect("open"));
+        f.write_at(10, data(3)).await.expect("a write past a hole");
+        f.write_at(0, data(5)).await.expect("filling the hole needs nothing more");
+        assert!(matches!(f.write_at(13, data(8)).await, Err(FsError::QuotaExceeded)), "21 bytes");
+        f.write_at(13, data(7)).await.expect("20 bytes: exactly the limit");
+        f.close().await.expect("close");
+        assert_eq!(q.tracker.used(), Usage { bytes: 20, files: 1 });
+        assert_eq!(sent(&changes), vec![(20, 1)]);
+        let other = Box::new(q.file(Box::new(Upload::default()), None, true).expect("a second file"));
+        assert!(matches!(other.write_at(0, data(1)).await, Err(FsError::QuotaExceeded)), "the reservation was settled");
+    }
+
+    #[tokio::test]
+    async fn a_resume_needs_only_what_it_adds_and_a_replacement_its_whole_size() {
+        let (q, changes) = quota((10, 1), 15, 5);
+        // REST 8 + STOR on a 10-byte file: bytes 8..14 make the file 14, 4 more than it was.
+        let resume = Box::new(q.file(Box::new(Upload::default()), Some(10), false).expect("open"));
+        resume.write_at(8, data(6)).await.expect("4 more bytes");
+        resume.close().await.expect("close");
+        assert_eq!(q.tracker.used(), Usage { bytes: 14, files: 1 });
+        // The previous version stays, and counted, until the replacement completes.
+        let replace = Box::new(q.file(Box::new(Upload::default()), Some(14), true).expect("open"));
+        assert!(matches!(replace.write_at(0, data(2)).await, Err(FsError::QuotaExceeded)), "14 + 2 > 15");
+        replace.write_at(0, data(1)).await.expect("14 + 1");
+        replace.close().await.expect("close");
+        assert_eq!(q.tracker.used(), Usage { bytes: 1, files: 1 });
+        assert_eq!(sent(&changes), vec![(4, 0), (-13, 0)]);
+    }
+
+    #[tokio::test]
+    async fn an_aborted_or_dropped_upload_gives_its_room_back_and_counts_nothing() {
+        let (q, changes) = quota((0, 0), 10, 1);
+        let aborted = Arc::new(AtomicBool::new(false));
+        let first = Box::new(q.file(Box::new(Upload(aborted.clone())), None, true).expect("open"));
+        first.write_at(0, data(8)).await.expect("8 bytes");
+        assert!(matches!(q.file(Box::new(Upload::default()), None, true), Err(FsError::QuotaExceeded)), "1 file");
+        first.abort().await;
+        assert!(aborted.load(Ordering::Relaxed), "the upload underneath was undone");
+        let second = Box::new(q.file(Box::new(Upload::default()), None, true).expect("the file's room is back"));
+        second.write_at(0, data(10)).await.expect("and all the bytes");
+        drop(second);
+        let third = Box::new(q.file(Box::new(Upload::default()), None, true).expect("after a drop too"));
+        third.write_at(0, data(10)).await.expect("10 bytes");
+        assert_eq!(q.tracker.used(), Usage { bytes: 0, files: 0 });
+        assert!(sent(&changes).is_empty(), "nothing reached the database: {:?}", sent(&changes));
+    }
+
+    #[test]
+    fn only_real_changes_reach_the_database_and_other_nodes_counts_replace_ours() {
+        let (q, changes) = quota((5, 1), 100, 10);
+        q.tracker.changed(Some(5), Some(5));
+        q.tracker.changed(None, Some(0));
+        q.tracker.changed(Some(3), None);
+        assert_eq!(sent(&changes), vec![(0, 1), (-3, -1)]);
+        q.tracker.set_used(Usage { bytes: 70, files: 4 });
+        assert_eq!(q.tracker.used(), Usage { bytes: 70, files: 4 });
+    }
 
     #[test]
     fn reservations_and_changes() {

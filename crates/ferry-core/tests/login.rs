@@ -186,6 +186,8 @@ async fn a_home_that_cannot_be_opened_is_refused_as_unavailable_not_as_wrong_cre
 #[tokio::test]
 async fn live_sessions_end_when_their_account_changes() {
     let f = fixture();
+    f.store.add_user("bob", Some(PASSWORD), &f.dir.0.join("bob")).expect("bob");
+    let bob = f.core.password_login("bob", PASSWORD, &client("sftp")).await.expect("bob's login");
     let s = f.core.password_login("alice", PASSWORD, &client("sftp")).await.expect("login");
     let ended = s.ended();
     f.core.registry().recheck(&f.store);
@@ -194,6 +196,7 @@ async fn live_sessions_end_when_their_account_changes() {
     f.core.registry().recheck(&f.store);
     let why = tokio::time::timeout(WAIT, ended).await.expect("ended in time");
     assert_eq!(why.as_deref(), Some("password or keys changed"));
+    assert!(tokio::time::timeout(Duration::from_millis(200), bob.ended()).await.is_err(), "only alice's sessions end");
 
     let s = f.core.password_login("alice", "another password", &client("sftp")).await.expect("login");
     f.store.set_allow_from("alice", &["198.51.100.0/24".to_string()]).expect("allow-from");
