@@ -460,6 +460,20 @@ mod tests {
     }
 
     #[test]
+    fn commands_answered_without_an_action_still_parse_as_themselves() {
+        // ACCT and ALLO get a 202 ("not needed"), SITE HELP a list: as commands, not as unknown verbs.
+        assert_eq!(p(b"ACCT billing"), Ok(Command::Acct));
+        assert_eq!(p(b"ALLO 1024"), Ok(Command::Allo));
+        assert_eq!(p(b"site help"), Ok(Command::Site(SiteCmd::Help)));
+        assert_eq!(p(b"HELP"), Ok(Command::Help));
+        let missing = p(b"TYPE").map_err(|e| e.reply());
+        assert!(
+            matches!(&missing, Err(r) if r.to_bytes() == b"501 TYPE: missing argument: A or I\r\n"),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
     fn tls_commands() {
         assert_eq!(p(b"AUTH TLS"), Ok(Command::Auth(AuthMech::Tls)));
         assert_eq!(p(b"auth ssl"), Ok(Command::Auth(AuthMech::Ssl)));
