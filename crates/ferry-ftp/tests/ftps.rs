@@ -162,6 +162,11 @@ async fn a_plain_stor_replaces_the_whole_file_and_the_150_names_the_mode() {
     assert_eq!(c.cmd("TYPE A").await.code, 200);
     let (first, _, _) = c.download("RETR f").await;
     assert_eq!(first.text, "150 Opening ASCII mode data connection for f (5 bytes)");
+    // Each transfer is on the event stream (the log and the xferlog), listings are not.
+    let (_, _, last) = c.download("LIST").await;
+    assert_eq!(last.code, 226);
+    let f = || "/f".to_string();
+    assert_eq!(srv.transfers.list(), vec![(f(), 0, 5, true), (f(), 5, 0, true), (f(), 5, 0, true)]);
 }
 
 #[tokio::test]
@@ -182,6 +187,8 @@ async fn an_upload_cut_without_close_notify_is_discarded_unless_it_resumed() {
     assert_eq!(last.text, "426 Data connection closed without TLS close_notify: the upload is incomplete");
     let (_, last) = c.upload_without_close_notify("APPE keep", b"123").await;
     assert_eq!(last.text, "426 Data connection closed without TLS close_notify: the upload is incomplete");
+    let cut: Vec<bool> = srv.transfers.list().iter().map(|t| t.3).collect();
+    assert_eq!(cut, [false, false, false], "logged as cut off, not as complete");
     assert_eq!(c.cmd("NOOP").await.code, 200);
 }
 

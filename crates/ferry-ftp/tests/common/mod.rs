@@ -29,6 +29,24 @@ pub struct TestServer {
     pub dir: PathBuf,
     pub home: PathBuf,
     pub activity: Arc<Activity>,
+    /// Every transfer the core's event stream saw (what the log and the xferlog get).
+    pub transfers: Arc<Transfers>,
+}
+
+/// Transfers as `(path, bytes read, bytes written, completed)`.
+#[derive(Default)]
+pub struct Transfers(std::sync::Mutex<Vec<(String, u64, u64, bool)>>);
+
+impl Transfers {
+    pub fn list(&self) -> Vec<(String, u64, u64, bool)> {
+        self.0.lock().expect("transfers").clone()
+    }
+}
+
+impl ferry_core::TransferLog for Transfers {
+    fn record(&self, t: &ferry_core::TransferRecord<'_>) {
+        self.0.lock().expect("transfers").push((t.path.to_string(), t.bytes_read, t.bytes_written, t.completed));
+    }
 }
 
 impl Drop for TestServer {
@@ -78,10 +96,11 @@ pub async fn start_with_grace(mode: FtpMode, settings: FtpSettings, grace: Durat
     store.add_user(OTHER_USER, Some(PASSWORD), &dir.join("bob")).expect("second user");
     let tls = TlsStore::load_or_generate(&dir, None, None).expect("tls");
     let activity = Arc::new(Activity::default());
+    let transfers = Arc::new(Transfers::default());
     let core = ferry_core::Core::new(
         Arc::new(store),
         Arc::new(ferry_vfs::local::LocalStorage::default()),
-        ferry_core::Events::new(),
+        ferry_core::Events::with_transfer_log(transfers.clone()),
     );
     let svc = Arc::new(FtpService::new(settings, core, Arc::new(tls), activity.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -94,7 +113,7 @@ pub async fn start_with_grace(mode: FtpMode, settings: FtpSettings, grace: Durat
             tokio::spawn(svc.clone().serve_connection(tcp, peer, local, mode, admission));
         }
     });
-    TestServer { addr, dir, home, activity }
+    TestServer { addr, dir, home, activity, transfers }
 }
 
 #[derive(Debug)]
