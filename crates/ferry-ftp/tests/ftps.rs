@@ -339,6 +339,8 @@ async fn plain_mode_active_and_bounce() {
     assert_eq!(g.code, 220);
     assert_eq!(c.cmd(&format!("USER {USER}")).await.code, 331);
     assert_eq!(c.cmd(&format!("PASS {PASSWORD}")).await.code, 230);
+    let stat = c.cmd("STAT").await;
+    assert!(stat.text.contains("Control connection: plain; data connections: clear"), "{stat:?}");
     // FTP bounce: PORT to an address other than the client's.
     let r = c.cmd("PORT 10,9,8,7,195,80").await;
     assert_eq!(r.code, 500);
@@ -388,7 +390,7 @@ async fn login_and_idle_timeouts() {
     let srv = start_with_grace(FtpMode::Explicit, s, Duration::from_millis(300)).await;
     let (mut c, _) = Client::connect(srv.addr).await;
     let r = c.read_reply().await;
-    assert_eq!(r.code, 421, "{r:?}");
+    assert_eq!(r.text, "421 No login within 0s; closing the connection", "the login deadline, not the idle one");
     assert!(c.try_read_reply().await.is_none());
     let mut c = Client::login(srv.addr).await;
     assert_eq!(c.cmd("NOOP").await.code, 200, "logged in: the login timeout no longer applies");

@@ -474,6 +474,35 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_or_unsupported_argument_is_told_apart() {
+        let reply = |line: &[u8]| p(line).map_err(|e| String::from_utf8_lossy(&e.reply().to_bytes()).into_owned());
+        assert_eq!(reply(b"MODE"), Err("501 MODE: missing argument: S\r\n".into()));
+        assert_eq!(reply(b"STRU"), Err("501 STRU: missing argument: F\r\n".into()));
+        assert_eq!(reply(b"STRU F"), Ok(Command::Stru));
+        assert_eq!(reply(b"AUTH"), Err("501 AUTH: missing argument: TLS\r\n".into()));
+        assert_eq!(reply(b"PROT"), Err("501 PROT: missing argument: P\r\n".into()));
+        assert_eq!(p(b"AUTH TLS-C"), Ok(Command::Auth(AuthMech::TlsC)));
+        assert_eq!(p(b"AUTH TLS-P"), Ok(Command::Auth(AuthMech::TlsP)));
+        assert_eq!(p(b"PROT C"), Ok(Command::Prot(ProtLevel::Clear)));
+        assert_eq!(p(b"PROT E"), Err(ParseError::ProtLevel));
+        assert_eq!(p(b"PROT X").map_err(|e| e.reply().code), Err(504));
+    }
+
+    #[test]
+    fn logs_name_the_verb_and_never_the_argument() {
+        for (line, verb) in [
+            (&b"USER alice"[..], "USER"),
+            (b"PASS secret", "PASS"),
+            (b"RETR private.txt", "RETR"),
+            (b"STOR f", "STOR"),
+            (b"AUTH TLS", "AUTH"),
+            (b"SITE CHMOD 600 f", "SITE"),
+        ] {
+            assert_eq!(p(line).expect("parses").verb(), verb);
+        }
+    }
+
+    #[test]
     fn tls_commands() {
         assert_eq!(p(b"AUTH TLS"), Ok(Command::Auth(AuthMech::Tls)));
         assert_eq!(p(b"auth ssl"), Ok(Command::Auth(AuthMech::Ssl)));

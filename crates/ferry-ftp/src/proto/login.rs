@@ -198,6 +198,7 @@ mod tests {
         assert_eq!(code(s.gate(&c(b"CCC"))), 503);
         assert_eq!(code(s.gate(&c(b"RETR f"))), 0);
         assert_eq!(code(s.gate(&c(b"USER b"))), 530);
+        assert!(matches!(s.gate(&c(b"PASS x")), Gate::Refuse(r) if r.to_bytes() == b"230 Already logged in\r\n"));
     }
 
     #[test]

@@ -34,10 +34,6 @@ impl Reply {
         String::from_utf8_lossy(&self.lines[0]).into_owned()
     }
 
-    pub fn is_multiline(&self) -> bool {
-        self.lines.len() > 1
-    }
-
     /// Appends the wire form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let code = self.code.min(999);
