@@ -325,7 +325,11 @@ mod tests {
         for n in 0..MAX_TRACKED as u32 {
             d.record(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), Offence::FailedLogin);
         }
-        assert!(started.elapsed() < window, "the table filled within the window ({:?}); the test needs that", started.elapsed());
+        assert!(
+            started.elapsed() < window,
+            "the table filled within the window ({:?}); the test needs that",
+            started.elapsed()
+        );
         let new: IpAddr = A.parse().expect("ip");
         d.record(new, Offence::FailedLogin);
         d.record(new, Offence::FailedLogin);

@@ -253,7 +253,10 @@ mod tests {
             "the connection did not start with a PROXY protocol header (HAProxy: add send-proxy-v2 to the server line)"
         );
         assert_eq!(ProxyError::Malformed("x".into()).to_string(), "malformed PROXY protocol header: x");
-        assert_eq!(ProxyError::TimedOut.to_string(), format!("no PROXY protocol header within {}s", HEADER_WAIT.as_secs()));
+        assert_eq!(
+            ProxyError::TimedOut.to_string(),
+            format!("no PROXY protocol header within {}s", HEADER_WAIT.as_secs())
+        );
         let io = ProxyError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(io.to_string().starts_with("connection failed while reading the PROXY header: "), "{io}");
     }

@@ -46,7 +46,8 @@ async fn a_right_password_gives_a_session_with_one_login_and_one_logout_line() {
 #[tokio::test]
 async fn wrong_credentials_are_refused_alike_logged_and_scored_by_the_defender() {
     let defender = ferry_config::DefenderConfig { threshold: 3, ..Default::default() };
-    let f = fixture_with(|store, events| Core::with_defender(store, Arc::new(LocalStorage::default()), events, defender));
+    let f =
+        fixture_with(|store, events| Core::with_defender(store, Arc::new(LocalStorage::default()), events, defender));
     let (logs, _guard) = capture_logs();
     let c = client("ftps");
     assert_eq!(f.core.password_login("alice", "wrong", &c).await.err(), Some(LoginError::Refused));
@@ -63,13 +64,18 @@ async fn wrong_credentials_are_refused_alike_logged_and_scored_by_the_defender()
 #[tokio::test]
 async fn a_failure_the_protocol_decided_on_is_logged_but_not_scored() {
     let defender = ferry_config::DefenderConfig { threshold: 1, ..Default::default() };
-    let f = fixture_with(|store, events| Core::with_defender(store, Arc::new(LocalStorage::default()), events, defender));
+    let f =
+        fixture_with(|store, events| Core::with_defender(store, Arc::new(LocalStorage::default()), events, defender));
     let (logs, _guard) = capture_logs();
     let c = client("sftp");
     f.core.login_failed("bob", &c, Some("publickey"), "ssh-rsa (SHA-1) signatures are not accepted");
     assert_eq!(
-        logs.lines_with(&["login failed: ssh-rsa (SHA-1) signatures are not accepted", "user=bob", "method=\"publickey\""])
-            .len(),
+        logs.lines_with(&[
+            "login failed: ssh-rsa (SHA-1) signatures are not accepted",
+            "user=bob",
+            "method=\"publickey\""
+        ])
+        .len(),
         1,
         "{}",
         logs.text()
@@ -116,7 +122,10 @@ async fn sessions_per_user_are_limited_by_the_server_unless_the_user_has_a_limit
         refused,
         Some(LoginError::Limit("Too many sessions for alice: 1 at once; close one and try again".into()))
     );
-    assert_eq!(logs.lines_with(&["limit: refused: the user has 1 sessions, the most allowed (max_sessions 1)"]).len(), 1);
+    assert_eq!(
+        logs.lines_with(&["limit: refused: the user has 1 sessions, the most allowed (max_sessions 1)"]).len(),
+        1
+    );
     drop(first);
     let again = f.core.password_login("alice", PASSWORD, &client("ftps")).await.expect("a place is free again");
 

@@ -61,8 +61,20 @@ struct Session {
     pending: BytesMut,
     credit: Arc<Credit>,
     activity: Arc<Activity>,
+    /// Transfers on the core's event stream: `(path, bytes read, bytes written, completed)`.
+    transfers: Arc<Transfers>,
+    home: std::path::PathBuf,
     task: JoinHandle<()>,
     _root: TempDir,
+}
+
+#[derive(Default)]
+struct Transfers(std::sync::Mutex<Vec<(String, u64, u64, bool)>>);
+
+impl ferry_core::TransferLog for Transfers {
+    fn record(&self, t: &ferry_core::TransferRecord<'_>) {
+        self.0.lock().unwrap().push((t.path.to_string(), t.bytes_read, t.bytes_written, t.completed));
+    }
 }
 
 struct TempDir(std::path::PathBuf);
@@ -85,7 +97,9 @@ async fn start(limits: Limits) -> Session {
     let store = ferry_auth::UserStore::open(&root.join("users.db")).unwrap();
     std::fs::create_dir_all(root.join("home")).unwrap();
     store.add_user("alice", Some("pw"), &root.join("home")).unwrap();
-    let core = ferry_core::Core::new(Arc::new(store), Arc::new(LocalStorage::default()), ferry_core::Events::new());
+    let transfers = Arc::new(Transfers::default());
+    let events = ferry_core::Events::with_transfer_log(transfers.clone());
+    let core = ferry_core::Core::new(Arc::new(store), Arc::new(LocalStorage::default()), events);
     let client = ferry_core::Client { addr: "192.0.2.1:1".into(), ip: "192.0.2.1".parse().unwrap(), protocol: "sftp" };
     let session = core.password_login("alice", "pw", &client).await.unwrap();
     let ctx = Arc::new(SessionCtx { session: Arc::new(session) });
@@ -100,6 +114,8 @@ async fn start(limits: Limits) -> Session {
         pending: BytesMut::new(),
         credit,
         activity,
+        transfers,
+        home: root.join("home"),
         task,
         _root: TempDir(root),
     }
@@ -313,4 +329,163 @@ async fn handles_are_limited_per_session() {
     s.send(request(OPENDIR, limit, &[b"/"]));
     assert_eq!(s.status().await, (limit, FX_FAILURE), "one handle past the limit");
     assert_goes_on(&mut s, limit + 1).await;
+}
+
+const CLOSE: u8 = 4;
+const READ: u8 = 5;
+const WRITE: u8 = 6;
+const READDIR: u8 = 12;
+const MKDIR: u8 = 14;
+const DATA: u8 = 103;
+const FX_OK: u32 = 0;
+const FX_EOF: u32 = 1;
+
+/// A request whose fields are already encoded.
+fn raw_request(kind: u8, id: u32, fields: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u32(id);
+    b.put_slice(fields);
+    packet(kind, &b)
+}
+
+fn string(b: &mut BytesMut, s: &[u8]) {
+    b.put_u32(s.len() as u32);
+    b.put_slice(s);
+}
+
+/// A path, then attributes with only the permissions (as OpenSSH sends them: with the file-type bits).
+fn path_and_mode(path: &[u8], mode: Option<u32>) -> BytesMut {
+    let mut b = BytesMut::new();
+    string(&mut b, path);
+    match mode {
+        Some(m) => {
+            b.put_u32(0x4);
+            b.put_u32(m);
+        }
+        None => b.put_u32(0),
+    }
+    b
+}
+
+impl Session {
+    async fn handle(&mut self, id: u32) -> Bytes {
+        let (kind, body) = self.reply().await.expect("a reply");
+        assert_eq!((kind, &body[..4]), (HANDLE, &id.to_be_bytes()[..]), "{body:?}");
+        body.slice(8..)
+    }
+
+    async fn open(&mut self, id: u32, path: &[u8], pflags: u32, mode: Option<u32>) -> Bytes {
+        let mut fields = BytesMut::new();
+        string(&mut fields, path);
+        fields.put_u32(pflags);
+        fields.put_slice(&path_and_mode(b"", mode)[4..]);
+        self.send(raw_request(OPEN, id, &fields));
+        self.handle(id).await
+    }
+
+    async fn on_handle(&mut self, kind: u8, id: u32, handle: &[u8], rest: &[u8]) {
+        let mut fields = BytesMut::new();
+        string(&mut fields, handle);
+        fields.put_slice(rest);
+        self.send(raw_request(kind, id, &fields));
+    }
+
+    async fn close(&mut self, id: u32, handle: &[u8]) {
+        self.on_handle(CLOSE, id, handle, &[]).await;
+        assert_eq!(self.status().await, (id, FX_OK));
+    }
+}
+
+fn offset_len(offset: u64, len: u32) -> Vec<u8> {
+    [offset.to_be_bytes().as_slice(), len.to_be_bytes().as_slice()].concat()
+}
+
+#[tokio::test]
+async fn transfers_are_recorded_at_close_and_a_file_opened_for_nothing_is_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = start(Limits::default()).await.initialised().await;
+    // WRITE | CREAT | TRUNC, mode 0100600 as OpenSSH's put sends it.
+    let h = s.open(1, b"up.txt", 0x2 | 0x8 | 0x10, Some(0o100600)).await;
+    let mut data = BytesMut::new();
+    data.put_u64(0);
+    string(&mut data, b"hello");
+    s.on_handle(WRITE, 2, &h, &data).await;
+    assert_eq!(s.status().await, (2, FX_OK));
+    s.close(3, &h).await;
+    assert_eq!(std::fs::read(s.home.join("up.txt")).unwrap(), b"hello");
+    let mode = std::fs::metadata(s.home.join("up.txt")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "the mode asked for, without the file-type bits");
+    // Neither READ nor WRITE: OpenSSH's sftp-server opens for reading.
+    let h = s.open(4, b"up.txt", 0, None).await;
+    s.on_handle(READ, 5, &h, &offset_len(0, 100)).await;
+    let (kind, body) = s.reply().await.unwrap();
+    assert_eq!((kind, &body[..4], &body[8..]), (DATA, &5u32.to_be_bytes()[..], &b"hello"[..]));
+    s.on_handle(READ, 6, &h, &offset_len(5, 100)).await;
+    assert_eq!(s.status().await, (6, FX_EOF));
+    s.close(7, &h).await;
+    let h = s.open(8, b"up.txt", 0x1, None).await;
+    s.close(9, &h).await;
+    let got = s.transfers.0.lock().unwrap().clone();
+    let up = || "/up.txt".to_string();
+    assert_eq!(got, vec![(up(), 0, 5, true), (up(), 5, 0, true)], "the empty open is not a transfer");
+    // MKDIR with attributes: the permission bits only.
+    s.send(raw_request(MKDIR, 10, &path_and_mode(b"d", Some(0o40700))));
+    assert_eq!(s.status().await, (10, FX_OK));
+    assert_eq!(std::fs::metadata(s.home.join("d")).unwrap().permissions().mode() & 0o7777, 0o700);
+}
+
+#[tokio::test]
+async fn directory_listings_show_the_user_as_owner_and_recent_files_with_their_time() {
+    let mut s = start(Limits::default()).await.initialised().await;
+    std::fs::write(s.home.join("new.txt"), b"n").unwrap();
+    let old = std::fs::File::create(s.home.join("old.txt")).unwrap();
+    old.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000)).unwrap(); // 2001-09-09
+    drop(old);
+    s.send(request(OPENDIR, 1, &[b"/"]));
+    let h = s.handle(1).await;
+    s.on_handle(READDIR, 2, &h, &[]).await;
+    let (kind, body) = s.reply().await.unwrap();
+    assert_eq!(kind, NAME);
+    let listed = names(&body);
+    let line = |name: &str| {
+        let (_, long) = listed.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name} in {listed:?}"));
+        long.clone()
+    };
+    let new = line("new.txt");
+    assert!(new.contains(" alice    alice "), "owner and group are the user: {new:?}");
+    assert!(new.contains(':'), "modified now: shown with its time, not its year: {new:?}");
+    let old = line("old.txt");
+    assert!(old.ends_with(" 2001 old.txt"), "an old file shows its year: {old:?}");
+    s.on_handle(READDIR, 3, &h, &[]).await;
+    assert_eq!(s.status().await, (3, FX_EOF), "then the end of the directory");
+}
+
+/// The `(name, longname)` pairs of a NAME reply's body (after the type byte).
+fn names(body: &[u8]) -> Vec<(String, String)> {
+    fn u32_at(b: &[u8], at: &mut usize) -> u32 {
+        let v = u32::from_be_bytes(b[*at..*at + 4].try_into().unwrap());
+        *at += 4;
+        v
+    }
+    fn string_at(b: &[u8], at: &mut usize) -> String {
+        let len = u32_at(b, at) as usize;
+        let s = String::from_utf8_lossy(&b[*at..*at + len]).into_owned();
+        *at += len;
+        s
+    }
+    let mut at = 4; // the id
+    let count = u32_at(body, &mut at);
+    (0..count)
+        .map(|_| {
+            let (name, long) = (string_at(body, &mut at), string_at(body, &mut at));
+            let flags = u32_at(body, &mut at);
+            // size (8), uid and gid (8), permissions (4), atime and mtime (8); no extended attributes.
+            at += [(0x1, 8), (0x2, 8), (0x4, 4), (0x8, 8)]
+                .iter()
+                .filter(|(f, _)| flags & f != 0)
+                .map(|(_, n)| n)
+                .sum::<usize>();
+            (name, long)
+        })
+        .collect()
 }

@@ -467,10 +467,7 @@ mod tests {
         assert_eq!(p(b"site help"), Ok(Command::Site(SiteCmd::Help)));
         assert_eq!(p(b"HELP"), Ok(Command::Help));
         let missing = p(b"TYPE").map_err(|e| e.reply());
-        assert!(
-            matches!(&missing, Err(r) if r.to_bytes() == b"501 TYPE: missing argument: A or I\r\n"),
-            "{missing:?}"
-        );
+        assert!(matches!(&missing, Err(r) if r.to_bytes() == b"501 TYPE: missing argument: A or I\r\n"), "{missing:?}");
     }
 
     #[test]
