@@ -489,3 +489,23 @@ fn names(body: &[u8]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn an_upload_open_when_the_connection_ends_is_undone_and_recorded_as_cut_off() {
+    let mut s = start(Limits::default()).await.initialised().await;
+    std::fs::write(s.home.join("keep.txt"), b"previous").unwrap();
+    let h = s.open(1, b"keep.txt", 0x2 | 0x8 | 0x10, None).await;
+    let mut data = BytesMut::new();
+    data.put_u64(0);
+    string(&mut data, b"half an upl");
+    s.on_handle(WRITE, 2, &h, &data).await;
+    assert_eq!(s.status().await, (2, FX_OK));
+    // A reader that never closes its file is cut off too, and one that read nothing is no transfer.
+    let idle = s.open(3, b"keep.txt", 0x1, None).await;
+    drop(idle);
+    drop(s.input.take());
+    assert_eq!(s.reply().await.map(|(k, _)| k), None, "the session ends");
+    timeout(WAIT, &mut s.task).await.expect("the session task ends").unwrap();
+    assert_eq!(std::fs::read(s.home.join("keep.txt")).unwrap(), b"previous", "the upload was undone");
+    assert_eq!(*s.transfers.0.lock().unwrap(), vec![("/keep.txt".to_string(), 0, 11, false)]);
+}
