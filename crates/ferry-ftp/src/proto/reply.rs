@@ -128,6 +128,8 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_path(b"/a \"b\""), b"\"/a \"\"b\"\"\"");
         assert_eq!(quote_path(b"/x\ny"), b"\"/x\0y\"");
+        // A CR would end the reply line early: it goes out as a space.
+        assert_eq!(quote_path(b"/x\ry"), b"\"/x y\"");
     }
 
     #[test]
