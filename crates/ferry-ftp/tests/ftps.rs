@@ -35,6 +35,23 @@ async fn greeting_and_clear_text_login_refused() {
 }
 
 #[tokio::test]
+async fn clear_text_pipelined_behind_auth_tls_is_discarded_not_run() {
+    let (logs, _guard) = common::capture_logs();
+    let srv = start(FtpMode::Explicit, settings()).await;
+    let (mut c, _) = Client::connect(srv.addr).await;
+    // The STARTTLS command injection: a man in the middle appends commands to AUTH TLS in clear text,
+    // hoping the server runs them inside the encrypted session.
+    c.send_raw(format!("AUTH TLS\r\nUSER {USER}\r\nPASS {PASSWORD}\r\n").as_bytes()).await;
+    assert_eq!(c.read_reply().await.code, 234);
+    c.start_tls().await;
+    let r = c.cmd("PWD").await;
+    assert_eq!(r.code, 530, "the injected login did not run: {r:?}");
+    assert!(logs.text().contains("discarding clear-text bytes sent after AUTH TLS before the handshake"), "{}", logs.text());
+    assert_eq!(c.cmd(&format!("USER {USER}")).await.code, 331, "a login inside TLS works");
+    assert_eq!(c.cmd(&format!("PASS {PASSWORD}")).await.code, 230);
+}
+
+#[tokio::test]
 async fn tls_login_list_store_retrieve() {
     let srv = start(FtpMode::Explicit, settings()).await;
     let mut c = Client::login(srv.addr).await;
@@ -171,6 +188,7 @@ async fn a_plain_stor_replaces_the_whole_file_and_the_150_names_the_mode() {
 
 #[tokio::test]
 async fn an_upload_cut_without_close_notify_is_discarded_unless_it_resumed() {
+    let (logs, _guard) = common::capture_logs();
     let srv = start(FtpMode::Explicit, settings()).await;
     std::fs::write(srv.home.join("keep"), b"old").expect("seed");
     let mut c = Client::login(srv.addr).await;
@@ -189,6 +207,14 @@ async fn an_upload_cut_without_close_notify_is_discarded_unless_it_resumed() {
     assert_eq!(last.text, "426 Data connection closed without TLS close_notify: the upload is incomplete");
     let cut: Vec<bool> = srv.transfers.list().iter().map(|t| t.3).collect();
     assert_eq!(cut, [false, false, false], "logged as cut off, not as complete");
+    // The admin's line says what became of each upload.
+    let text = logs.text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("transfer interrupted")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("; the upload was undone, any previous file is kept user=alice"), "{}", lines[0]);
+    for resumed in &lines[1..] {
+        assert!(resumed.contains("; the bytes received so far were kept (resume with REST) user=alice"), "{resumed}");
+    }
     assert_eq!(c.cmd("NOOP").await.code, 200);
 }
 

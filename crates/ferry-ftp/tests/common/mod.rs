@@ -240,6 +240,11 @@ impl Client {
     pub async fn auth_tls(&mut self) {
         let r = self.cmd("AUTH TLS").await;
         assert_eq!(r.code, 234, "{r:?}");
+        self.start_tls().await;
+    }
+
+    /// The TLS handshake on the control connection, after the server's 234.
+    pub async fn start_tls(&mut self) {
         let plain = std::mem::replace(&mut self.stream, Box::pin(tokio::io::duplex(1).0));
         let connector = TlsConnector::from(self.tls.clone());
         let tls = connector.connect(ServerName::try_from("localhost").expect("name"), plain).await.expect("handshake");
@@ -416,6 +421,36 @@ impl Client {
         let last = self.read_reply().await;
         (first, last)
     }
+}
+
+/// The log lines written on this thread (where a `#[tokio::test]` runtime runs the server's tasks) until
+/// the guard drops.
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+#[derive(Clone)]
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = LogSink(buf.clone());
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish();
+    (Logs(buf), tracing::subscriber::set_default(subscriber))
 }
 
 pub fn pattern(len: usize) -> Vec<u8> {
