@@ -71,6 +71,10 @@ mod tests {
         assert!(open_home(&base.join("real/carol"), true).is_err(), "the last component too");
         assert!(open_home(Path::new("relative/home"), true).is_err());
         assert!(open_home(&base.join("real/nobody"), false).is_err(), "not created when asked not to");
+        std::fs::write(base.join("real/file"), b"not a directory").expect("file");
+        let e = open_home(&base.join("real/file"), true).expect_err("a file is no home");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        assert!(open_home(&base.join("real/file/below"), true).is_err(), "nor a path through a file");
         let _ = std::fs::remove_dir_all(&base);
     }
 }
