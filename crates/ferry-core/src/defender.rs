@@ -306,14 +306,16 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_ban_no_longer_refuses_and_leaves_the_others_in_force() {
-        let (d, dir) = defender(cfg(2));
-        let (old, live): (IpAddr, IpAddr) = (A.parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
-        d.store.add_ban(old, now_unix() - 1, "by hand, a second ago").expect("ban");
-        d.store.add_ban(live, now_unix() + 60, "by hand").expect("ban");
+    fn a_ban_ends_on_time_and_leaves_the_others_in_force() {
+        let (d, dir) = defender(DefenderConfig { ban: Duration::from_secs(1), ..cfg(1) });
+        let (short, long): (IpAddr, IpAddr) = (A.parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
+        d.store.add_ban(long, now_unix() + 60, "by hand").expect("ban");
         d.reload();
-        assert!(!d.is_banned(old), "ended a second ago");
-        assert!(d.is_banned(live), "the other ban still holds after the first was dropped");
+        d.record(short, Offence::FailedLogin);
+        assert!(d.is_banned(short), "banned for a second");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(!d.is_banned(short), "the second is over");
+        assert!(d.is_banned(long), "the other ban still holds after the ended one was dropped");
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -351,5 +353,7 @@ mod tests {
         assert_eq!(show_secs(7200), "2h");
         assert_eq!(show_secs(172_800), "2d");
         assert_eq!(show_secs(90), "90s");
+        assert_eq!(show_secs(90_000), "25h", "more than a day, but not whole days");
+        assert_eq!(show_secs(5400), "90m");
     }
 }
