@@ -33,12 +33,16 @@ const FX_FAILURE: u32 = 4;
 const FX_BAD_MESSAGE: u32 = 5;
 const FX_OP_UNSUPPORTED: u32 = 8;
 
-/// Replies as they are written; `None` once the session called `finish`.
-struct Collect(UnboundedSender<Option<Bytes>>);
+/// Replies as they are written; `None` once the session called `finish`. With a gate, each write first
+/// waits for a permit: a client that does not read its replies.
+struct Collect(UnboundedSender<Option<Bytes>>, Option<Arc<tokio::sync::Semaphore>>);
 
 #[async_trait]
 impl ReplyWriter for Collect {
     async fn write(&mut self, data: Bytes) -> bool {
+        if let Some(gate) = &self.1 {
+            gate.acquire().await.unwrap().forget();
+        }
         self.0.send(Some(data)).is_ok()
     }
     async fn finish(&mut self) {
@@ -86,6 +90,10 @@ impl Drop for TempDir {
 }
 
 async fn start(limits: Limits) -> Session {
+    start_gated(limits, None).await
+}
+
+async fn start_gated(limits: Limits, gate: Option<Arc<tokio::sync::Semaphore>>) -> Session {
     static N: AtomicUsize = AtomicUsize::new(0);
     let root = std::env::temp_dir().join(format!(
         "ferry-sftp-session-{}-{}",
@@ -107,7 +115,7 @@ async fn start(limits: Limits) -> Session {
     let (out_tx, out_rx) = unbounded_channel();
     let credit = Arc::new(Credit::default());
     let activity = Arc::new(Activity::default());
-    let task = tokio::spawn(serve(ctx, activity.clone(), in_rx, Collect(out_tx), credit.clone(), limits));
+    let task = tokio::spawn(serve(ctx, activity.clone(), in_rx, Collect(out_tx, gate), credit.clone(), limits));
     Session {
         input: Some(in_tx),
         output: out_rx,
@@ -339,6 +347,7 @@ const MKDIR: u8 = 14;
 const DATA: u8 = 103;
 const FX_OK: u32 = 0;
 const FX_EOF: u32 = 1;
+const ATTRS: u8 = 105;
 
 /// A request whose fields are already encoded.
 fn raw_request(kind: u8, id: u32, fields: &[u8]) -> Bytes {
@@ -508,4 +517,65 @@ async fn an_upload_open_when_the_connection_ends_is_undone_and_recorded_as_cut_o
     timeout(WAIT, &mut s.task).await.expect("the session task ends").unwrap();
     assert_eq!(std::fs::read(s.home.join("keep.txt")).unwrap(), b"previous", "the upload was undone");
     assert_eq!(*s.transfers.0.lock().unwrap(), vec![("/keep.txt".to_string(), 0, 11, false)]);
+}
+
+#[tokio::test]
+async fn a_request_on_a_path_waits_for_the_writes_sent_before_it() {
+    let mut s = start(Limits::default()).await.initialised().await;
+    // WRITE | CREAT without TRUNC: writes go in place, so STAT of the name sees them.
+    let h = s.open(1, b"inplace.bin", 0x2 | 0x8, None).await;
+    let mut pipelined = Vec::new();
+    for i in 0..8u64 {
+        let mut fields = BytesMut::new();
+        string(&mut fields, &h);
+        fields.put_u64(i * 32 * 1024);
+        string(&mut fields, &[b'x'; 32 * 1024]);
+        pipelined.push(raw_request(WRITE, 10 + i as u32, &fields));
+    }
+    pipelined.push(request(STAT, 20, &[b"inplace.bin"]));
+    s.send(Bytes::from(pipelined.concat()));
+    for id in 10..18 {
+        assert_eq!(s.status().await, (id, FX_OK));
+    }
+    let (kind, body) = s.reply().await.unwrap();
+    assert_eq!((kind, &body[..4]), (ATTRS, &20u32.to_be_bytes()[..]));
+    // Attributes: flags, then the size first.
+    assert_eq!(u64::from_be_bytes(body[8..16].try_into().unwrap()), 8 * 32 * 1024, "STAT saw every WRITE before it");
+    s.close(21, &h).await;
+}
+
+#[tokio::test]
+async fn replies_a_client_does_not_read_stop_new_requests_at_the_budget() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let s = start_gated(Limits::default(), Some(gate.clone())).await;
+    std::fs::write(s.home.join("small.txt"), b"small").unwrap();
+    gate.add_permits(2); // VERSION and HANDLE
+    let mut s = s.initialised().await;
+    let h = s.open(1, b"small.txt", 0x1, None).await;
+    // 100 READs of the largest size each reserve what their reply may weigh (256 KiB): 16 MiB of replies
+    // waiting is about 64 of them, and the writer is stuck on the first.
+    let reads: Vec<Bytes> = (0..100u32)
+        .map(|i| {
+            let mut fields = BytesMut::new();
+            string(&mut fields, &h);
+            fields.put_slice(&offset_len(0, ferry_sftp::proto::MAX_READ_LEN));
+            raw_request(READ, 100 + i, &fields)
+        })
+        .collect();
+    let one = reads[0].len();
+    let before = s.credit.0.load(Ordering::Acquire);
+    s.send(Bytes::from(reads.concat()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = (s.credit.0.load(Ordering::Acquire) - before) / one;
+    let budget = ferry_sftp::session::SFTP_MAX_INFLIGHT_REPLY / ferry_sftp::proto::MAX_READ_LEN as usize;
+    assert!(
+        (budget - 2..=budget + 2).contains(&started),
+        "{started} READs started with replies waiting; the budget holds about {budget}"
+    );
+    // Once the client reads, the rest runs: the budget is given back as replies go out.
+    gate.add_permits(1000);
+    for id in 100..200u32 {
+        let (kind, body) = s.reply().await.expect("every READ is answered");
+        assert_eq!((kind, &body[..4]), (DATA, &id.to_be_bytes()[..]));
+    }
 }
