@@ -210,3 +210,30 @@ async fn a_rate_limit_on_one_direction_slows_that_direction() {
     assert_eq!(file.read_at(0, 128 * 1024).await.expect("read").len(), 128 * 1024);
     assert!(started.elapsed() < std::time::Duration::from_millis(1000), "downloads are not limited");
 }
+
+#[tokio::test]
+async fn any_one_write_flag_makes_an_open_a_write_and_reading_needs_download() {
+    let (f, s) = with_perms("read-only").await;
+    let (logs, _guard) = capture_logs();
+    let vfs = s.vfs();
+    let file = vfs.open(&p("file.txt"), read()).await.expect("read-only reads");
+    assert_eq!(file.read_at(0, 10).await.expect("read"), Bytes::from_static(b"hello"));
+    for (flag, opts) in [
+        ("write", OpenOptions { write: true, ..Default::default() }),
+        ("append", OpenOptions { append: true, ..Default::default() }),
+        ("create", OpenOptions { create: true, ..Default::default() }),
+        ("truncate", OpenOptions { truncate: true, ..Default::default() }),
+    ] {
+        let r = vfs.open(&p("file.txt"), opts).await;
+        assert!(matches!(r, Err(FsError::PermissionDenied)), "{flag} alone is writing: {:?}", r.map(|_| ()));
+    }
+    assert_eq!(logs.lines_with(&["permission denied: overwrite is not allowed here"]).len(), 4, "{}", logs.text());
+    assert_eq!(std::fs::read(f.home.join("file.txt")).expect("file"), b"hello");
+    drop(s);
+
+    // May write but not read: a read-write open is refused, as a download.
+    let (_f, s) = with_perms("list,upload,overwrite").await;
+    let (logs, _guard) = capture_logs();
+    let rw = OpenOptions { read: true, write: true, ..Default::default() };
+    denied(&logs, s.vfs().open(&p("file.txt"), rw).await.map(|_| ()), "download", "/file.txt");
+}
