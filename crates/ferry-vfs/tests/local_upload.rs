@@ -169,6 +169,59 @@ async fn a_crash_mid_upload_is_undone_at_the_next_start() {
     assert!(fresh.recover().is_empty());
 }
 
+/// An upload of `path` cut by a crash after `data`: no close, no drop, only the disk and the journal stay.
+async fn crash_during_upload(s: &Scratch, path: &str, data: &'static [u8]) {
+    let h = s.fs.open(&vp(path), put_opts()).await.unwrap();
+    h.write_at(0, b(data)).await.unwrap();
+    std::mem::forget(h);
+}
+
+fn recover_after_restart(s: &Scratch, policy: UploadPolicy) -> Vec<String> {
+    Uploads::new(policy, Some(s.journal.clone())).unwrap().recover()
+}
+
+#[tokio::test]
+async fn recovery_keeps_a_partial_new_file_when_the_policy_keeps_partials() {
+    let policy = UploadPolicy { keep_partial: true, ..Default::default() };
+    let s = scratch_with(policy);
+    crash_during_upload(&s, "/resume-me.bin", b"first half").await;
+    let notes = recover_after_restart(&s, policy);
+    assert!(notes.iter().any(|n| n.contains("kept the partial new file") && n.contains("resume-me.bin")), "{notes:?}");
+    assert_eq!(std::fs::read(s.root.join("resume-me.bin")).unwrap(), b"first half");
+    assert_eq!(journal_entries(&s), 0);
+}
+
+#[tokio::test]
+async fn recovery_never_removes_or_overwrites_a_file_that_took_the_name_after_the_crash() {
+    let s = scratch();
+    put(&s.fs, &vp("/report.csv"), b"good").await.unwrap();
+    crash_during_upload(&s, "/report.csv", b"half of the new").await;
+    crash_during_upload(&s, "/fresh.bin", b"half").await;
+    // Before the restart, an admin (or another process) put newer files under both names.
+    for name in ["report.csv", "fresh.bin"] {
+        std::fs::remove_file(s.root.join(name)).unwrap();
+        std::fs::write(s.root.join(name), b"newer, written by hand").unwrap();
+    }
+    let notes = recover_after_restart(&s, UploadPolicy::default());
+    assert!(notes.iter().any(|n| n.contains("was replaced by a newer file; dropped the older version")), "{notes:?}");
+    for name in ["report.csv", "fresh.bin"] {
+        assert_eq!(std::fs::read(s.root.join(name)).unwrap(), b"newer, written by hand", "{name}");
+    }
+    assert_eq!(all_names(&s.root), vec!["fresh.bin", "report.csv"], "no hidden file left");
+    assert_eq!(journal_entries(&s), 0);
+}
+
+#[tokio::test]
+async fn recovery_of_an_upload_whose_directory_is_gone_has_nothing_to_undo() {
+    let s = scratch();
+    s.fs.create_dir(&vp("/inbox"), None).await.unwrap();
+    crash_during_upload(&s, "/inbox/x.bin", b"half").await;
+    std::fs::remove_dir_all(s.root.join("inbox")).unwrap();
+    let notes = recover_after_restart(&s, UploadPolicy::default());
+    assert!(notes.iter().any(|n| n.contains("no longer exists; nothing to undo")), "{notes:?}");
+    assert_eq!(journal_entries(&s), 0, "the entry is done with");
+}
+
 #[tokio::test]
 async fn exclusive_create_in_place() {
     let s = scratch();
