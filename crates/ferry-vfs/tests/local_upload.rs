@@ -325,13 +325,14 @@ async fn atomic_exclusive_create() {
 async fn upload_keeps_the_mode_of_the_file_it_replaces() {
     let s = scratch();
     put(&s.fs, &vp("/f.txt"), b"old").await.unwrap();
-    set_mode(&s.root.join("f.txt"), 0o600);
+    // Not 0600: that is the mode a replacement starts with before the old file's bits are copied.
+    set_mode(&s.root.join("f.txt"), 0o640);
     // `put` sends the local file's mode; as with OpenSSH it applies to new files only.
     let opts = OpenOptions { mode: Some(0o644), ..put_opts() };
     let h = s.fs.open(&vp("/f.txt"), opts).await.unwrap();
     h.write_at(0, bytes::Bytes::from_static(b"new")).await.unwrap();
     h.close().await.unwrap();
-    assert_eq!(mode_of(&s.root.join("f.txt")), 0o600);
+    assert_eq!(mode_of(&s.root.join("f.txt")), 0o640);
 
     // A new file gets the requested mode (less the umask, which never removes the owner's bits).
     let opts = OpenOptions { mode: Some(0o640), ..put_opts() };
@@ -343,9 +344,9 @@ async fn upload_keeps_the_mode_of_the_file_it_replaces() {
 
     // An explicit chmod through the handle still wins.
     let h = s.fs.open(&vp("/f.txt"), put_opts()).await.unwrap();
-    h.set_metadata(&SetAttrs { permissions: Some(0o640), ..Default::default() }).await.unwrap();
+    h.set_metadata(&SetAttrs { permissions: Some(0o604), ..Default::default() }).await.unwrap();
     h.close().await.unwrap();
-    assert_eq!(mode_of(&s.root.join("f.txt")), 0o640);
+    assert_eq!(mode_of(&s.root.join("f.txt")), 0o604);
 }
 
 #[tokio::test]
