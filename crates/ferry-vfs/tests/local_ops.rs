@@ -115,6 +115,12 @@ async fn error_variants() {
     assert!(matches!(s.fs.hard_link(&vp("/file"), &vp("/full/inside")).await, Err(FsError::AlreadyExists)));
     assert!(matches!(s.fs.read_link(&vp("/file")).await, Err(FsError::InvalidPath)));
     assert!(matches!(s.fs.read_link(&vp("/nope")).await, Err(FsError::NotFound)));
+    // Link targets that are refused before the filesystem sees them: empty, a NUL, or a name of an upload
+    // in progress (a link to one would let a client read another's unfinished upload).
+    for target in [&b""[..], b"a\0b", b".ferry-upload.1234", b"dir/.ferry-upload.x/y"] {
+        let r = s.fs.symlink(target, &vp("/link")).await;
+        assert!(matches!(r, Err(FsError::InvalidPath)), "{:?}: {r:?}", String::from_utf8_lossy(target));
+    }
 
     s.fs.remove_file(&vp("/full/inside")).await.unwrap();
     s.fs.remove_dir(&vp("/full")).await.unwrap();
