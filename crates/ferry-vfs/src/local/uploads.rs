@@ -134,3 +134,29 @@ impl Uploads {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OpenOptions, VPath, Vfs};
+
+    #[tokio::test]
+    async fn finished_uploads_leave_the_registry() {
+        // One entry per upload in progress: one left behind per finished upload would grow for ever.
+        let dir = std::env::temp_dir().join(format!("ferry-uploads-registry-{}", std::process::id()));
+        let uploads = Uploads::new(UploadPolicy::default(), None).expect("uploads");
+        let fs = super::super::LocalFs::with_uploads(&dir, uploads.clone()).expect("fs");
+        let put = OpenOptions { write: true, create: true, truncate: true, ..Default::default() };
+        let path = |n: &str| VPath::resolve(&VPath::root(), n.as_bytes());
+        for name in ["closed", "replaced", "replaced"] {
+            let h = fs.open(&path(name), put).await.expect("open");
+            h.write_at(0, bytes::Bytes::from_static(b"x")).await.expect("write");
+            h.close().await.expect("close");
+        }
+        let h = fs.open(&path("aborted"), put).await.expect("open");
+        assert_eq!(uploads.pending.lock().expect("map").len(), 1, "registered while running");
+        h.abort().await;
+        assert!(uploads.pending.lock().expect("map").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
