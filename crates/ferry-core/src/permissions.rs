@@ -187,6 +187,9 @@ mod tests {
         assert!(ro.allows(Perm::List) && ro.allows(Perm::Download) && !ro.allows(Perm::Upload));
         let drop = PermSet::parse("upload-only").expect("ok");
         assert!(drop.allows(Perm::Upload) && !drop.allows(Perm::Download) && !drop.allows(Perm::Overwrite));
+        let outbox = PermSet::parse("download-only").expect("ok");
+        assert_eq!(outbox.to_string(), "list,download,delete", "the partner empties the outbox");
+        assert_eq!(PermSet::parse("all").expect("ok"), PermSet::full());
         let custom = PermSet::parse("list, upload,overwrite").expect("ok");
         assert_eq!(custom.to_string(), "list,upload,overwrite");
         assert_eq!(PermSet::parse(&custom.to_string()).expect("round trip"), custom);
