@@ -37,6 +37,9 @@ struct Server {
     addr: std::net::SocketAddr,
     rsa: Arc<PrivateKey>,
     ed25519: Arc<PrivateKey>,
+    /// The user store and core the server runs on, to change an account under a live session.
+    store: Arc<UserStore>,
+    core: Arc<ferry_core::Core>,
     _dir: TempDir,
 }
 
@@ -81,12 +84,13 @@ async fn server(grace: Duration) -> Server {
         algorithms: Algorithms::from_config(&legacy).unwrap(),
     };
     let host = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
+    let store = Arc::new(store);
     let core = ferry_core::Core::new(
-        Arc::new(store),
+        store.clone(),
         Arc::new(ferry_vfs::local::LocalStorage::default()),
         ferry_core::Events::new(),
     );
-    let svc = Arc::new(SshService::new(vec![host], core, Arc::new(Activity::default()), &settings));
+    let svc = Arc::new(SshService::new(vec![host], core.clone(), Arc::new(Activity::default()), &settings));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -96,7 +100,7 @@ async fn server(grace: Duration) -> Server {
             tokio::spawn(svc.serve_connection(tcp, peer, Admission::new(grace, None)));
         }
     });
-    Server { addr, rsa, ed25519, _dir: TempDir(dir) }
+    Server { addr, rsa, ed25519, store, core, _dir: TempDir(dir) }
 }
 
 async fn connect(s: &Server) -> client::Handle<Client> {
@@ -268,4 +272,39 @@ async fn a_shell_a_command_or_another_subsystem_gets_a_clear_refusal() {
         assert_eq!(status, Some(1), "{what}: a failure exit status");
         assert!(failed, "{what}: the request itself is refused");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_is_disconnected_when_its_account_is_disabled() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
+    s.store.set_disabled("alice", true).unwrap();
+    s.core.registry().recheck(&s.store);
+    let closed = timeout(WAIT, async {
+        while !c.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still connected after the account was disabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_opens_at_most_8_session_channels() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
+    let mut open = Vec::new();
+    for i in 1..=8 {
+        let ch = timeout(WAIT, c.channel_open_session()).await.unwrap().unwrap_or_else(|e| panic!("channel {i}: {e}"));
+        // Half of them serving SFTP, half still waiting for a subsystem: both kinds count.
+        if i <= 4 {
+            timeout(WAIT, ch.request_subsystem(true, "sftp")).await.unwrap().unwrap();
+        }
+        open.push(ch);
+    }
+    let ninth = timeout(WAIT, c.channel_open_session()).await.unwrap();
+    assert!(ninth.is_err(), "a 9th session channel was opened");
+    drop(open.pop());
 }
