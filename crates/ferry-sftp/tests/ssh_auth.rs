@@ -308,3 +308,35 @@ async fn one_connection_opens_at_most_8_session_channels() {
     assert!(ninth.is_err(), "a 9th session channel was opened");
     drop(open.pop());
 }
+
+/// The next request reply on `ch`: true for success, false for failure.
+async fn request_reply(ch: &mut russh::Channel<client::Msg>) -> bool {
+    let reply = timeout(WAIT, async {
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                russh::ChannelMsg::Success => return Some(true),
+                russh::ChannelMsg::Failure => return Some(false),
+                _ => {}
+            }
+        }
+        None
+    })
+    .await;
+    reply.expect("the request was answered in time (paramiko waits for it)").expect("the channel stayed open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_and_x11_requests_are_refused_and_environment_variables_accepted() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
+    let mut ch = c.channel_open_session().await.unwrap();
+    ch.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
+    assert!(!request_reply(&mut ch).await, "a terminal is refused");
+    ch.request_x11(true, false, "MIT-MAGIC-COOKIE-1", "00", 0).await.unwrap();
+    assert!(!request_reply(&mut ch).await, "X11 forwarding is refused");
+    ch.set_env(true, "LANG", "C.UTF-8").await.unwrap();
+    assert!(request_reply(&mut ch).await, "LANG is accepted, so clients that send it stay quiet");
+    ch.request_subsystem(true, "sftp").await.unwrap();
+    assert!(request_reply(&mut ch).await, "and SFTP still starts on the channel");
+}
