@@ -2,7 +2,9 @@
 //! password is answered after the failed-login delay and password stays on offer, a refused key is
 //! answered at once, the attempts per connection are limited, keyboard-interactive is refused with the
 //! methods that work, `ssh-rsa` (SHA-1) signatures are refused even where the legacy set names ssh-rsa,
-//! and a connection that does not log in within the grace is closed.
+//! and a connection that does not log in within the grace is closed. Then what the SSH layer does with a
+//! logged-in connection: the channel requests it answers, the sessions it ends, the channels it allows,
+//! and the window it hands back as SFTP consumes the input.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::sync::Arc;
@@ -339,4 +341,78 @@ async fn terminal_and_x11_requests_are_refused_and_environment_variables_accepte
     assert!(request_reply(&mut ch).await, "LANG is accepted, so clients that send it stay quiet");
     ch.request_subsystem(true, "sftp").await.unwrap();
     assert!(request_reply(&mut ch).await, "and SFTP still starts on the channel");
+}
+
+fn sftp_packet(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    p.push(kind);
+    p.extend_from_slice(body);
+    p
+}
+
+/// The next `n` SFTP replies' type bytes, however the channel splits them.
+async fn sftp_replies(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    while kinds.len() < n {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() >= 4 + len {
+                kinds.push(buf[4]);
+                buf.drain(..4 + len);
+                continue;
+            }
+        }
+        match timeout(WAIT, read.wait()).await.expect("a reply in time: was the window handed back?") {
+            Some(russh::ChannelMsg::Data { data }) => buf.extend_from_slice(&data),
+            Some(_) => {}
+            None => panic!("the channel closed"),
+        }
+    }
+    kinds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_four_times_the_window_completes_as_the_window_is_handed_back() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
+    let ch = c.channel_open_session().await.unwrap();
+    ch.request_subsystem(true, "sftp").await.unwrap();
+    let (mut read, write) = ch.split();
+    let mut buf = Vec::new();
+    write.data(&sftp_packet(1, &3u32.to_be_bytes())[..]).await.unwrap(); // INIT
+    assert_eq!(sftp_replies(&mut read, &mut buf, 1).await, [2], "VERSION");
+    let mut open = 1u32.to_be_bytes().to_vec();
+    open.extend_from_slice(&7u32.to_be_bytes());
+    open.extend_from_slice(b"big.bin");
+    open.extend_from_slice(&(0x2u32 | 0x8 | 0x10).to_be_bytes()); // WRITE | CREAT | TRUNC
+    open.extend_from_slice(&0u32.to_be_bytes());
+    write.data(&sftp_packet(3, &open)[..]).await.unwrap();
+    let (kind, handle) = loop {
+        if buf.len() >= 4 {
+            break (buf[4], buf[13..13 + u32::from_be_bytes(buf[9..13].try_into().unwrap()) as usize].to_vec());
+        }
+        if let Some(russh::ChannelMsg::Data { data }) = timeout(WAIT, read.wait()).await.unwrap() {
+            buf.extend_from_slice(&data);
+        }
+    };
+    assert_eq!(kind, 102, "HANDLE");
+    buf.clear();
+    // The server's window is 1 MiB: 4 MiB of WRITEs go through only if it hands the window back.
+    let chunk = vec![7u8; 32 * 1024];
+    let writer = tokio::spawn(async move {
+        for i in 0..128u64 {
+            let mut w = (10 + i as u32).to_be_bytes().to_vec();
+            w.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+            w.extend_from_slice(&handle);
+            w.extend_from_slice(&(i * chunk.len() as u64).to_be_bytes());
+            w.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            w.extend_from_slice(&chunk);
+            write.data(&sftp_packet(6, &w)[..]).await.unwrap();
+        }
+        write
+    });
+    let statuses = sftp_replies(&mut read, &mut buf, 128).await;
+    assert!(statuses.iter().all(|k| *k == 101), "128 STATUS replies");
+    timeout(WAIT, writer).await.expect("every WRITE sent").unwrap();
 }
