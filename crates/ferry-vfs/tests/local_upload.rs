@@ -333,6 +333,10 @@ async fn upload_keeps_the_mode_of_the_file_it_replaces() {
     h.write_at(0, bytes::Bytes::from_static(b"new")).await.unwrap();
     h.close().await.unwrap();
     assert_eq!(mode_of(&s.root.join("f.txt")), 0o640);
+    // An open handle reports the permission bits alone, as a path's metadata does.
+    let h = s.fs.open(&vp("/f.txt"), read_opts()).await.unwrap();
+    assert_eq!(h.metadata().await.unwrap().permissions, Some(0o640));
+    assert_eq!(s.fs.metadata(&vp("/f.txt")).await.unwrap().permissions, Some(0o640));
 
     // A new file gets the requested mode (less the umask, which never removes the owner's bits).
     let opts = OpenOptions { mode: Some(0o640), ..put_opts() };
