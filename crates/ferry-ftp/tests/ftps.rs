@@ -46,7 +46,11 @@ async fn clear_text_pipelined_behind_auth_tls_is_discarded_not_run() {
     c.start_tls().await;
     let r = c.cmd("PWD").await;
     assert_eq!(r.code, 530, "the injected login did not run: {r:?}");
-    assert!(logs.text().contains("discarding clear-text bytes sent after AUTH TLS before the handshake"), "{}", logs.text());
+    assert!(
+        logs.text().contains("discarding clear-text bytes sent after AUTH TLS before the handshake"),
+        "{}",
+        logs.text()
+    );
     assert_eq!(c.cmd(&format!("USER {USER}")).await.code, 331, "a login inside TLS works");
     assert_eq!(c.cmd(&format!("PASS {PASSWORD}")).await.code, 230);
 }

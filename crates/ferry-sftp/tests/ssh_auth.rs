@@ -122,6 +122,16 @@ fn assert_refused_with_both_methods(r: &AuthResult, what: &str) {
     }
 }
 
+/// Whether the server closed `c` within `limit`.
+async fn closed_within(c: &client::Handle<Client>, limit: Duration) -> bool {
+    let closed = timeout(limit, async {
+        while !c.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    closed.await.is_ok()
+}
+
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
     let r = timeout(WAIT, f).await.expect("answered in time");
@@ -208,13 +218,7 @@ async fn the_connection_ends_after_the_last_allowed_failure_over_every_method() 
         let after = timeout(WAIT, c.authenticate_password("alice", PASSWORD)).await.expect("answered or closed");
         assert!(after.map(|r| !r.success()).unwrap_or(true), "logged in after {ATTEMPTS} failures");
     }
-    let closed = timeout(WAIT, async {
-        while !c.is_closed() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "still connected after {ATTEMPTS} failures");
+    assert!(closed_within(&c, WAIT).await, "still connected after {ATTEMPTS} failures");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,13 +230,7 @@ async fn no_login_within_the_grace_closes_the_connection_but_a_login_keeps_it() 
     let (r, _) = timed(in_time.authenticate_password("alice", PASSWORD)).await;
     assert!(r.unwrap().success());
     let start = Instant::now();
-    let closed = timeout(grace + WAIT, async {
-        while !idle.is_closed() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "a connection that never logged in is still open");
+    assert!(closed_within(&idle, grace + WAIT).await, "a connection that never logged in is still open");
     tokio::time::sleep(grace).await;
     assert!(!in_time.is_closed(), "a logged-in connection was closed at the login grace ({:?})", start.elapsed());
 }
@@ -283,13 +281,7 @@ async fn a_live_session_is_disconnected_when_its_account_is_disabled() {
     assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
     s.store.set_disabled("alice", true).unwrap();
     s.core.registry().recheck(&s.store);
-    let closed = timeout(WAIT, async {
-        while !c.is_closed() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "still connected after the account was disabled");
+    assert!(closed_within(&c, WAIT).await, "still connected after the account was disabled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,13 @@
 
 #![allow(dead_code)]
 
+mod logs;
+#[allow(unused_imports)] // not every test file names `Logs`
+pub use logs::{capture_logs, Logs};
+
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ferry_auth::UserStore;
 use ferry_core::{Client, Core, Events};
@@ -61,43 +65,4 @@ pub fn fixture_with(make: impl FnOnce(Arc<UserStore>, Arc<Events>) -> Arc<Core>)
 pub fn client(protocol: &'static str) -> Client {
     let ip: IpAddr = "192.0.2.7".parse().expect("ip");
     Client { addr: format!("{ip}:50000"), ip, protocol }
-}
-
-/// The log lines written while `f` runs on this thread (the core logs on the task that asks it).
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
-    }
-
-    /// The lines containing every one of `words`.
-    pub fn lines_with(&self, words: &[&str]) -> Vec<String> {
-        self.text().lines().filter(|l| words.iter().all(|w| l.contains(w))).map(str::to_string).collect()
-    }
-}
-
-#[derive(Clone)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures this thread's log lines until the guard drops.
-pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Sink(buf.clone());
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || sink.clone())
-        .finish();
-    (Logs(buf), tracing::subscriber::set_default(subscriber))
 }

@@ -9,9 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_auth::UserStore;
+
+#[path = "../../../ferry-core/tests/support/logs.rs"]
+mod logs;
 use ferry_ftp::{FtpMode, FtpService, FtpSettings};
 use ferry_tls::TlsStore;
 use ferry_vfs::activity::Activity;
+pub use logs::capture_logs;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
@@ -421,36 +425,6 @@ impl Client {
         let last = self.read_reply().await;
         (first, last)
     }
-}
-
-/// The log lines written on this thread (where a `#[tokio::test]` runtime runs the server's tasks) until
-/// the guard drops.
-pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Logs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
-    }
-}
-
-#[derive(Clone)]
-struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = LogSink(buf.clone());
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish();
-    (Logs(buf), tracing::subscriber::set_default(subscriber))
 }
 
 pub fn pattern(len: usize) -> Vec<u8> {
