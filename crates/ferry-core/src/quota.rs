@@ -287,9 +287,12 @@ mod tests {
         }
     }
 
+    /// The `(bytes, files)` changes the database got.
+    type Sent = Arc<Mutex<Vec<(i64, i64)>>>;
+
     /// A quota of `bytes` and `files` over `used`, whose changes are also listed (as the database gets
     /// them).
-    fn quota(used: (u64, u64), bytes: u64, files: u64) -> (Quota, Arc<Mutex<Vec<(i64, i64)>>>) {
+    fn quota(used: (u64, u64), bytes: u64, files: u64) -> (Quota, Sent) {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let sink_sent = sent.clone();
         let sink: Sink = Box::new(move |b, f| sink_sent.lock().expect("sink").push((b, f)));
@@ -301,7 +304,7 @@ mod tests {
         Bytes::from(vec![b'x'; n])
     }
 
-    fn sent(s: &Arc<Mutex<Vec<(i64, i64)>>>) -> Vec<(i64, i64)> {
+    fn sent(s: &Sent) -> Vec<(i64, i64)> {
         s.lock().expect("sink").clone()
     }
 
