@@ -466,6 +466,24 @@ mod tests {
             s.set_storage("acc", Some("s3")).expect("storage");
             assert_eq!(s.get("acc").expect("get").expect("there").storage.as_deref(), Some("s3"), "{}", s.kind);
             s.set_storage("acc", None).expect("back to the default");
+            // 0 is "no limit" for a rate and lifts a quota; 1 is a limit of 1.
+            s.set_rates("acc", Some(Some(1)), Some(Some(1))).expect("rates of 1");
+            s.set_quota("acc", Some(1), Some(1)).expect("quota of 1");
+            let u = s.get("acc").expect("get").expect("there");
+            assert_eq!(
+                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files),
+                (Some(1), Some(1), Some(1), Some(1))
+            );
+            s.set_rates("acc", Some(Some(0)), Some(Some(0))).expect("rates of 0");
+            s.set_quota("acc", Some(0), Some(0)).expect("quota of 0");
+            let u = s.get("acc").expect("get").expect("there");
+            assert_eq!(
+                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files),
+                (None, None, None, None),
+                "{}",
+                s.kind
+            );
+            s.set_quota("acc", Some(5 << 30), Some(10)).expect("quota again");
             s.set_disabled("acc", false).expect("enable");
             s.set_expires("acc", None).expect("never");
             s.set_allow_from("acc", &[]).expect("anywhere");
