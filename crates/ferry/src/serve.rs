@@ -203,8 +203,6 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
 }
-/// The bucket of `[storage] backend = "s3"`, checked with one request so a wrong endpoint, bucket or key is
-/// said at start rather than at the first login.
 /// The backends this server has: local disk always, and a bucket when `[storage]` names one.
 struct Storages {
     default_s3: bool,
@@ -212,6 +210,8 @@ struct Storages {
     s3: Option<Arc<dyn ferry_vfs::Storage>>,
 }
 
+/// The bucket of `[storage]`, checked with one request so a wrong endpoint, bucket or key is said at start
+/// rather than at the first login.
 async fn open_s3(s3: &S3Config) -> Result<Arc<dyn ferry_vfs::Storage>, CliError> {
     let storage = ferry_s3::S3Storage::new(s3.clone())
         .map_err(|e| CliError::runtime(e.to_string()).with_hint("check [storage] in the configuration"))?;
