@@ -1316,18 +1316,25 @@ def proxy_v2(src: str, sport: int, dst: str, dport: int) -> bytes:
     return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
 
 
+def read_line(sock, timeout: float = 10.0) -> bytes:
+    """Reads from `sock` up to and including its first newline, a byte at a time so nothing after it is
+    taken (or up to the close)."""
+    sock.settimeout(timeout)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return line
+
+
 def first_line(addr, source: str = "127.0.0.1", send: bytes = b"", timeout: float = 10) -> bytes:
     """Connects from `source`, sends `send`, and reads what the server says first, up to its first newline."""
     with socket.create_connection(addr, timeout=timeout, source_address=(source, 0)) as s:
         if send:
             s.sendall(send)
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = s.recv(1)
-            if not chunk:
-                break
-            line += chunk
-        return line
+        return read_line(s, timeout)
 
 
 def words_until_closed(addr, source: str = "127.0.0.1", send: bytes = b"", timeout: float = 10) -> bytes:

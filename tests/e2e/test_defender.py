@@ -15,7 +15,7 @@ import time
 import paramiko
 import pytest
 
-from conftest import run_ferry, wait_until, words_until_closed
+from conftest import first_line, run_ferry, wait_until, words_until_closed
 from ftps_helpers import client_context, ftp_addr
 
 TIMEOUT = 10
@@ -91,14 +91,7 @@ def refused_everywhere(srv, source: str) -> None:
 
 def is_refused(srv, source: str) -> bool:
     """The first line the FTPS listener sends `source`: a 421 ban, or the greeting of a served client."""
-    host, port = srv.listeners["ftps"][:2]
-    with socket.create_connection((host, port), timeout=TIMEOUT, source_address=(source, 0)) as s:
-        line = b""
-        while not line.endswith(b"\r\n"):
-            chunk = s.recv(1)
-            if not chunk:
-                break
-            line += chunk
+    line = first_line(srv.listeners["ftps"][:2], source, timeout=TIMEOUT)
     assert line.startswith((b"421 ", b"220 ")), line
     return line.startswith(b"421 Your address is banned")
 

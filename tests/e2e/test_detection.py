@@ -11,7 +11,7 @@ from ftplib import FTP_TLS
 import paramiko
 import pytest
 
-from conftest import have, wait_until
+from conftest import have, read_line, wait_until
 
 
 def ctx():
@@ -80,25 +80,14 @@ def test_stock_ftplib_on_the_implicit_port_gets_explicit_ftps(ftps_server_factor
     s.close()
 
 
-def _read_line(sock, timeout=10.0):
-    sock.settimeout(timeout)
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
 def test_ssh_client_that_waits_for_the_server_first(any_server):
     """A silent client gets the FTP greeting; answering with an SSH version line (RFC 4253 lets servers
     send lines before their version) makes it an SFTP session."""
     port = any_server.listeners["sftp"][1]
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    assert _read_line(s).startswith(b"220")
+    assert read_line(s).startswith(b"220")
     s.sendall(b"SSH-2.0-WaitingClient_1.0\r\n")
-    line = _read_line(s)
+    line = read_line(s)
     assert line.startswith(b"SSH-2.0-Ferry"), line
     s.close()
 
@@ -106,9 +95,9 @@ def test_ssh_client_that_waits_for_the_server_first(any_server):
 def test_silent_client_is_eventually_served_ssh(any_server):
     port = any_server.listeners["sftp"][1]
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    assert _read_line(s).startswith(b"220")
+    assert read_line(s).startswith(b"220")
     start = time.monotonic()
-    line = _read_line(s, timeout=10)
+    line = read_line(s, timeout=10)
     assert line.startswith(b"SSH-2.0-Ferry"), line
     assert time.monotonic() - start < 8
     s.close()
@@ -143,7 +132,7 @@ def test_wrong_protocol_on_single_protocol_listeners_gets_a_hint(ftps_server_fac
 
 def _send_line(sock, line: bytes) -> bytes:
     sock.sendall(line + b"\r\n")
-    return _read_line(sock)
+    return read_line(sock)
 
 
 def test_any_listener_never_takes_a_password_in_clear(any_server):
@@ -156,10 +145,10 @@ def test_any_listener_never_takes_a_password_in_clear(any_server):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             if speaks_first:
                 s.sendall(f"USER {srv.user}\r\n".encode())
-                assert _read_line(s).startswith(b"220")
-                user = _read_line(s)
+                assert read_line(s).startswith(b"220")
+                user = read_line(s)
             else:
-                assert _read_line(s).startswith(b"220")
+                assert read_line(s).startswith(b"220")
                 user = _send_line(s, f"USER {srv.user}".encode())
             assert user.startswith(b"530") and b"AUTH TLS" in user, (speaks_first, user)
             password = _send_line(s, f"PASS {srv.password}".encode())
