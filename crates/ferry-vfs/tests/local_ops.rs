@@ -186,6 +186,38 @@ async fn set_metadata_by_path() {
 }
 
 #[tokio::test]
+async fn times_on_a_dangling_link_go_to_the_link() {
+    // rsync -a through sshfs sets a new link's times before the file it points to exists.
+    let s = scratch();
+    s.fs.create_dir(&vp("/d"), None).await.unwrap();
+    s.fs.symlink(b"later.txt", &vp("/d/link")).await.unwrap();
+    let times = SetAttrs { times: Some((1_500_000_000, 1_600_000_000)), ..Default::default() };
+    s.fs.set_metadata(&vp("/d/link"), &times).await.unwrap();
+    let link = std::fs::symlink_metadata(s.root.join("d/link")).unwrap();
+    assert_eq!((link.atime(), link.mtime()), (1_500_000_000, 1_600_000_000));
+    assert!(!s.root.join("d/later.txt").exists(), "the missing target must not be created");
+    // At the top of the root too.
+    s.fs.symlink(b"nowhere", &vp("/top")).await.unwrap();
+    s.fs.set_metadata(&vp("/top"), &times).await.unwrap();
+    assert_eq!(std::fs::symlink_metadata(s.root.join("top")).unwrap().mtime(), 1_600_000_000);
+
+    // Anything but times still needs the target, and a missing plain path stays missing.
+    for attrs in
+        [SetAttrs { permissions: Some(0o600), ..times.clone() }, SetAttrs { size: Some(0), ..Default::default() }]
+    {
+        assert!(matches!(s.fs.set_metadata(&vp("/d/link"), &attrs).await, Err(FsError::NotFound)));
+    }
+    assert!(matches!(s.fs.set_metadata(&vp("/d/nope"), &times).await, Err(FsError::NotFound)));
+
+    // Once the target exists, times follow the link to it, as SETSTAT does.
+    put(&s.fs, &vp("/d/later.txt"), b"x").await.unwrap();
+    let newer = SetAttrs { times: Some((1_700_000_000, 1_700_000_000)), ..Default::default() };
+    s.fs.set_metadata(&vp("/d/link"), &newer).await.unwrap();
+    assert_eq!(std::fs::metadata(s.root.join("d/later.txt")).unwrap().mtime(), 1_700_000_000);
+    assert_eq!(std::fs::symlink_metadata(s.root.join("d/link")).unwrap().mtime(), 1_600_000_000);
+}
+
+#[tokio::test]
 async fn canonicalize_resolves_links_virtually() {
     let s = scratch();
     std::fs::create_dir_all(s.root.join("a/b")).unwrap();

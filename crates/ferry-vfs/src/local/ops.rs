@@ -108,7 +108,11 @@ fn open_for_times(root: &Dir, rel: &Path) -> io::Result<std::fs::File> {
 
 pub(super) fn set_metadata(root: &Dir, rel: &Path, attrs: &SetAttrs) -> FsResult<()> {
     // Follows a final symlink, as SETSTAT (chmod, truncate, utimes) does.
-    let current = root.metadata(rel)?;
+    let current = match root.metadata(rel) {
+        Ok(m) => m,
+        Err(e) if is_not_found(&e) => return set_dangling_link_times(root, rel, attrs, e),
+        Err(e) => return Err(e.into()),
+    };
     // Refuse an ownership change before anything else is modified.
     check_owner(attrs.uid_gid, &meta_from_cap(&current))?;
     if let Some(size) = attrs.size {
@@ -129,6 +133,33 @@ pub(super) fn set_metadata(root: &Dir, rel: &Path, attrs: &SetAttrs) -> FsResult
         let file = open_for_times(root, rel)?;
         set_file_times(&file, times)?;
     }
+    Ok(())
+}
+
+/// Times set on a symlink whose target does not exist (yet) go to the link itself; anything else on a
+/// missing path fails with `missing`.
+///
+/// sshfs turns the kernel's "set this symlink's times" (rsync -a, `touch -h`) into a path SETSTAT, which
+/// follows the link. rsync creates a link before the file it points to, so following would fail the copy
+/// (rsync exit 23) whenever the link's time differs from the source's. There is no target to follow here,
+/// so setting the link's own times is the only meaning the request can have.
+fn set_dangling_link_times(root: &Dir, rel: &Path, attrs: &SetAttrs, missing: io::Error) -> FsResult<()> {
+    let (Some((atime, mtime)), Some(name)) = (attrs.times, rel.file_name()) else {
+        return Err(missing.into());
+    };
+    let only_times = attrs.size.is_none() && attrs.permissions.is_none() && attrs.uid_gid.is_none();
+    let is_link = root.symlink_metadata(rel).is_ok_and(|m| m.file_type().is_symlink());
+    if !(only_times && is_link) {
+        return Err(missing.into());
+    }
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => root.open_dir(p)?,
+        _ => root.try_clone()?,
+    };
+    let at = |secs: i64| rustix::fs::Timespec { tv_sec: secs, tv_nsec: 0 };
+    let times = rustix::fs::Timestamps { last_access: at(atime), last_modification: at(mtime) };
+    // The name is one component and is not followed, so this cannot reach outside `parent`.
+    rustix::fs::utimensat(&parent, name, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)?;
     Ok(())
 }
 
