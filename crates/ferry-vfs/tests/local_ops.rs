@@ -215,6 +215,11 @@ async fn times_on_a_dangling_link_go_to_the_link() {
     s.fs.set_metadata(&vp("/d/link"), &newer).await.unwrap();
     assert_eq!(std::fs::metadata(s.root.join("d/later.txt")).unwrap().mtime(), 1_700_000_000);
     assert_eq!(std::fs::symlink_metadata(s.root.join("d/link")).unwrap().mtime(), 1_600_000_000);
+    // So is an absolute link (inside the root, which the OS refuses to follow at first).
+    s.fs.symlink(b"/d/later.txt", &vp("/abs")).await.unwrap();
+    s.fs.set_metadata(&vp("/abs"), &times).await.unwrap();
+    assert_eq!(std::fs::metadata(s.root.join("d/later.txt")).unwrap().mtime(), 1_600_000_000);
+    assert_ne!(std::fs::symlink_metadata(s.root.join("abs")).unwrap().mtime(), 1_600_000_000);
 }
 
 #[tokio::test]
