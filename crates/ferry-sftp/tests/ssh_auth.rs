@@ -4,7 +4,7 @@
 //! methods that work, `ssh-rsa` (SHA-1) signatures are refused even where the legacy set names ssh-rsa,
 //! and a connection that does not log in within the grace is closed. Then what the SSH layer does with a
 //! logged-in connection: the channel requests it answers, the sessions it ends, the channels it allows,
-//! and the window it hands back as SFTP consumes the input.
+//! the window it hands back as SFTP consumes the input, and a channel closed mid-upload.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::sync::Arc;
@@ -363,20 +363,29 @@ async fn sftp_replies(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>, n: u
     kinds
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_four_times_the_window_completes_as_the_window_is_handed_back() {
-    let s = server(Duration::from_secs(60)).await;
-    let mut c = connect(&s).await;
-    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
-    let ch = c.channel_open_session().await.unwrap();
+type ClientWrite = russh::ChannelWriteHalf<client::Msg>;
+
+/// A new session channel on `c` running SFTP, past INIT and VERSION.
+async fn sftp_channel(c: &client::Handle<Client>) -> (russh::ChannelReadHalf, ClientWrite, Vec<u8>) {
+    let ch = timeout(WAIT, c.channel_open_session()).await.unwrap().unwrap();
     ch.request_subsystem(true, "sftp").await.unwrap();
     let (mut read, write) = ch.split();
     let mut buf = Vec::new();
     write.data(&sftp_packet(1, &3u32.to_be_bytes())[..]).await.unwrap(); // INIT
     assert_eq!(sftp_replies(&mut read, &mut buf, 1).await, [2], "VERSION");
+    (read, write, buf)
+}
+
+/// OPENs `name` to write (CREAT | TRUNC) with request id 1 and returns the handle.
+async fn open_to_write(
+    read: &mut russh::ChannelReadHalf,
+    write: &ClientWrite,
+    buf: &mut Vec<u8>,
+    name: &[u8],
+) -> Vec<u8> {
     let mut open = 1u32.to_be_bytes().to_vec();
-    open.extend_from_slice(&7u32.to_be_bytes());
-    open.extend_from_slice(b"big.bin");
+    open.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    open.extend_from_slice(name);
     open.extend_from_slice(&(0x2u32 | 0x8 | 0x10).to_be_bytes()); // WRITE | CREAT | TRUNC
     open.extend_from_slice(&0u32.to_be_bytes());
     write.data(&sftp_packet(3, &open)[..]).await.unwrap();
@@ -390,21 +399,75 @@ async fn an_upload_four_times_the_window_completes_as_the_window_is_handed_back(
     };
     assert_eq!(kind, 102, "HANDLE");
     buf.clear();
+    handle
+}
+
+/// A WRITE packet of `data` at `offset` through `handle`.
+fn write_packet(id: u32, handle: &[u8], offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut w = id.to_be_bytes().to_vec();
+    w.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+    w.extend_from_slice(handle);
+    w.extend_from_slice(&offset.to_be_bytes());
+    w.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    w.extend_from_slice(data);
+    sftp_packet(6, &w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_four_times_the_window_completes_as_the_window_is_handed_back() {
+    let s = server(Duration::from_secs(60)).await;
+    let mut c = connect(&s).await;
+    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
+    let (mut read, write, mut buf) = sftp_channel(&c).await;
+    let handle = open_to_write(&mut read, &write, &mut buf, b"big.bin").await;
     // The server's window is 1 MiB: 4 MiB of WRITEs go through only if it hands the window back.
     let chunk = vec![7u8; 32 * 1024];
     let writer = tokio::spawn(async move {
         for i in 0..128u64 {
-            let mut w = (10 + i as u32).to_be_bytes().to_vec();
-            w.extend_from_slice(&(handle.len() as u32).to_be_bytes());
-            w.extend_from_slice(&handle);
-            w.extend_from_slice(&(i * chunk.len() as u64).to_be_bytes());
-            w.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
-            w.extend_from_slice(&chunk);
-            write.data(&sftp_packet(6, &w)[..]).await.unwrap();
+            write.data(&write_packet(10 + i as u32, &handle, i * chunk.len() as u64, &chunk)[..]).await.unwrap();
         }
         write
     });
     let statuses = sftp_replies(&mut read, &mut buf, 128).await;
     assert!(statuses.iter().all(|k| *k == 101), "128 STATUS replies");
     timeout(WAIT, writer).await.expect("every WRITE sent").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_sftp_channel_mid_upload_keeps_the_old_file_and_the_connection() {
+    let s = server(Duration::from_secs(60)).await;
+    let home = s._dir.0.join("home");
+    std::fs::write(home.join("keep.txt"), b"the good file").unwrap();
+    let mut c = connect(&s).await;
+    assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
+    let (mut read, write, mut buf) = sftp_channel(&c).await;
+    let handle = open_to_write(&mut read, &write, &mut buf, b"keep.txt").await;
+    write.data(&write_packet(2, &handle, 0, b"half of a new")[..]).await.unwrap();
+    assert_eq!(sftp_replies(&mut read, &mut buf, 1).await, [101], "the WRITE's STATUS");
+    // The client closes the channel without an SFTP CLOSE, as sshfs or a killed `sftp` does.
+    write.eof().await.unwrap();
+    write.close().await.unwrap();
+
+    // The upload is abandoned: the old file stays and no temporary file is left behind.
+    let left = || {
+        let names: Vec<_> = std::fs::read_dir(&home).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.len() == 1 && std::fs::read(home.join("keep.txt")).unwrap() == b"the good file"
+    };
+    let settled = timeout(WAIT, async {
+        while !left() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert!(settled.await.is_ok(), "the cut upload left {:?}", std::fs::read_dir(&home).unwrap().collect::<Vec<_>>());
+    // The connection goes on: a new SFTP channel on it works and can upload.
+    assert!(!c.is_closed(), "closing one channel ended the connection");
+    let (mut read, write, mut buf) = sftp_channel(&c).await;
+    let handle = open_to_write(&mut read, &write, &mut buf, b"next.txt").await;
+    write.data(&write_packet(2, &handle, 0, b"next")[..]).await.unwrap();
+    let mut close = 3u32.to_be_bytes().to_vec();
+    close.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+    close.extend_from_slice(&handle);
+    write.data(&sftp_packet(4, &close)[..]).await.unwrap();
+    assert_eq!(sftp_replies(&mut read, &mut buf, 2).await, [101, 101], "WRITE and CLOSE");
+    assert_eq!(std::fs::read(home.join("next.txt")).unwrap(), b"next");
 }
