@@ -149,6 +149,21 @@ def test_chmod(shared_server, rdir):
     assert re.search(r"^-rw-r-----\s", out, re.M), out
 
 
+def test_chmod_h_does_not_follow_a_link(shared_server, rdir):
+    # `chmod -h` sends lsetstat@openssh.com: the link itself, never its target. Linux keeps no mode on a
+    # link, so the request is refused, and the file it points to keeps its mode.
+    (rdir.local / "m.txt").write_text("mode\n")
+    os.chmod(rdir.local / "m.txt", 0o644)
+    os.symlink("m.txt", rdir.local / "link")
+    proc = run_sftp(shared_server, [f"cd {rdir.remote}", "chmod -h 600 link"], check=False)
+    assert proc.returncode != 0, "chmod -h on a link succeeded"
+    assert "lsetstat" in proc.stderr, proc.stderr
+    assert stat.S_IMODE(os.stat(rdir.local / "m.txt").st_mode) == 0o644, "chmod -h changed the link's target"
+    # On a file that is not a link, -h changes nothing about chmod.
+    run_sftp(shared_server, [f"cd {rdir.remote}", "chmod -h 600 m.txt"])
+    assert stat.S_IMODE(os.stat(rdir.local / "m.txt").st_mode) == 0o600
+
+
 def test_symlink_and_hardlink(shared_server, rdir, tmp_path):
     (rdir.local / "target.txt").write_text("link target\n")
     run_sftp(

@@ -246,6 +246,13 @@ impl Vfs for GatedVfs {
         self.inner.set_metadata(path, attrs).await
     }
 
+    async fn set_link_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
+        for perm in attr_perms(attrs) {
+            self.check(perm, path)?;
+        }
+        self.inner.set_link_metadata(path, attrs).await
+    }
+
     async fn read_link(&self, path: &VPath) -> FsResult<Vec<u8>> {
         self.check(Perm::List, path)?;
         self.inner.read_link(path).await

@@ -77,6 +77,9 @@ async fn with_no_permission_every_operation_is_refused_by_name() {
     denied(&logs, vfs.set_metadata(&p("dir"), &chown).await, "chmod", "/dir");
     let touch = SetAttrs { times: Some((1, 1)), ..Default::default() };
     denied(&logs, vfs.set_metadata(&p("dir"), &touch).await, "times", "/dir");
+    // lsetstat is checked the same way.
+    denied(&logs, vfs.set_link_metadata(&p("other.txt"), &touch).await, "times", "/other.txt");
+    denied(&logs, vfs.set_link_metadata(&p("other.txt"), &chmod).await, "chmod", "/other.txt");
     let truncate = SetAttrs { size: Some(0), ..Default::default() };
     denied(&logs, vfs.set_metadata(&p("other.txt"), &truncate).await, "overwrite", "/other.txt");
     // Nothing changed on disk, and no change was logged.
@@ -104,6 +107,10 @@ async fn every_allowed_operation_goes_through_and_changes_are_logged() {
     vfs.remove_file(&p("hard")).await.expect("delete");
     let attrs = SetAttrs { permissions: Some(0o600), times: Some((1, 1)), ..Default::default() };
     vfs.set_metadata(&p("moved.txt"), &attrs).await.expect("chmod and times");
+    let touch = SetAttrs { times: Some((2, 2)), ..Default::default() };
+    vfs.set_link_metadata(&p("link"), &touch).await.expect("times of the link itself");
+    let link = std::fs::symlink_metadata(f.home.join("link")).expect("link");
+    assert_eq!(link.modified().expect("mtime"), std::time::UNIX_EPOCH + std::time::Duration::from_secs(2));
     assert_eq!(std::fs::read(f.home.join("moved.txt")).expect("moved"), b"new");
     for (what, field) in [
         ("mkdir", "path=/d2"),

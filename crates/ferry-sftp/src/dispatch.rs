@@ -180,8 +180,7 @@ pub(crate) async fn path_request(ctx: &SessionCtx, req: Request) -> PathOutcome 
             }
             .await,
         )),
-        Request::Setstat { id, path, attrs }
-        | Request::Extended { id, request: Extended::Lsetstat { path, attrs } } => {
+        Request::Setstat { id, path, attrs } => {
             Reply(ok_or_err(id, async { vfs.set_metadata(&vpath(&path)?, &to_set_attrs(&attrs)).await }.await))
         }
         Request::Remove { id, path } => Reply(ok_or_err(id, async { vfs.remove_file(&vpath(&path)?).await }.await)),
@@ -270,7 +269,7 @@ async fn extended(ctx: &SessionCtx, id: u32, request: Extended) -> Response {
             format!("Extension {:?} is not supported by this server", String::from_utf8_lossy(&name)),
         ),
         Extended::Lsetstat { path, attrs } => {
-            ok_or_err(id, async { vfs.set_metadata(&vpath(&path)?, &to_set_attrs(&attrs)).await }.await)
+            ok_or_err(id, async { vfs.set_link_metadata(&vpath(&path)?, &to_set_attrs(&attrs)).await }.await)
         }
         Extended::Fstatvfs { .. } | Extended::Fsync { .. } => {
             Response::status(id, StatusCode::Failure, "Internal error: misrouted request")

@@ -83,6 +83,11 @@ pub trait Vfs: Send + Sync + 'static {
     /// (posix-rename@openssh.com, FTP RNTO).
     async fn rename(&self, from: &VPath, to: &VPath, overwrite: bool) -> FsResult<()>;
     async fn set_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()>;
+    /// Like [`Vfs::set_metadata`], but a final symlink is changed itself, not followed
+    /// (lsetstat@openssh.com, `sftp`'s `chmod -h`). Backends without symlinks keep this default.
+    async fn set_link_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
+        self.set_metadata(path, attrs).await
+    }
     /// Target of a symlink, as stored (bytes, may be relative).
     async fn read_link(&self, path: &VPath) -> FsResult<Vec<u8>>;
     /// Creates a symlink at `link` pointing to `target`. The target is stored as given; following it can

@@ -78,6 +78,15 @@ async fn relative_symlink_outside_cannot_be_used() {
     assert!(is_denied(&s.fs.hard_link(&vp("/mine"), &vp("/out/mine")).await));
     let touch = SetAttrs { times: Some((0, 0)), ..Default::default() };
     assert!(is_denied(&s.fs.set_metadata(&vp("/out/secret.txt"), &touch).await));
+    // Without following (lsetstat): a directory link on the way is still not a way out, and a link at
+    // the end is changed itself, inside the root.
+    assert!(is_denied(&s.fs.set_link_metadata(&vp("/out/secret.txt"), &touch).await));
+    assert!(is_denied(&s.fs.set_link_metadata(&vp("/out/secret.txt"), &chmod).await));
+    s.fs.set_link_metadata(&vp("/sub/secret"), &touch).await.unwrap();
+    assert_eq!(
+        std::fs::symlink_metadata(s.root.join("sub/secret")).unwrap().modified().unwrap(),
+        std::time::UNIX_EPOCH
+    );
 
     // Nothing outside changed.
     assert_eq!(std::fs::read(&secret).unwrap(), b"top secret");

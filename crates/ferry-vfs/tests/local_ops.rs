@@ -223,6 +223,43 @@ async fn times_on_a_dangling_link_go_to_the_link() {
 }
 
 #[tokio::test]
+async fn set_link_metadata_changes_a_link_itself() {
+    // lsetstat@openssh.com (`sftp`'s `chmod -h`): a final link is not followed.
+    let s = scratch();
+    put(&s.fs, &vp("/f"), b"0123456789").await.unwrap();
+    set_mode(&s.root.join("f"), 0o640);
+    s.fs.symlink(b"f", &vp("/link")).await.unwrap();
+    let before = std::fs::metadata(s.root.join("f")).unwrap();
+    let times = SetAttrs { times: Some((1_500_000_000, 1_600_000_000)), ..Default::default() };
+    s.fs.set_link_metadata(&vp("/link"), &times).await.unwrap();
+    let link = std::fs::symlink_metadata(s.root.join("link")).unwrap();
+    assert_eq!((link.atime(), link.mtime()), (1_500_000_000, 1_600_000_000));
+    assert_eq!(std::fs::metadata(s.root.join("f")).unwrap().mtime(), before.mtime(), "the target was touched");
+
+    // A link has no size, and Linux keeps no mode on it: refused, and nothing else in the request is done.
+    let later = SetAttrs { times: Some((1_700_000_000, 1_700_000_000)), ..Default::default() };
+    for refused in [SetAttrs { size: Some(0), ..later.clone() }, SetAttrs { permissions: Some(0o777), ..later.clone() }]
+    {
+        assert!(matches!(s.fs.set_link_metadata(&vp("/link"), &refused).await, Err(FsError::Unsupported(_))));
+    }
+    assert_eq!(std::fs::symlink_metadata(s.root.join("link")).unwrap().mtime(), 1_600_000_000);
+    assert_eq!((mode_of(&s.root.join("f")), std::fs::read(s.root.join("f")).unwrap().len()), (0o640, 10));
+    // Its owner may be "set" to what it is; another owner is refused.
+    let m = s.fs.symlink_metadata(&vp("/link")).await.unwrap();
+    let same = SetAttrs { uid_gid: Some((m.uid.unwrap(), m.gid.unwrap())), ..Default::default() };
+    s.fs.set_link_metadata(&vp("/link"), &same).await.unwrap();
+    let other = SetAttrs { uid_gid: Some((m.uid.unwrap().wrapping_add(1), m.gid.unwrap())), ..later.clone() };
+    assert!(matches!(s.fs.set_link_metadata(&vp("/link"), &other).await, Err(FsError::PermissionDenied)));
+    assert_eq!(std::fs::symlink_metadata(s.root.join("link")).unwrap().mtime(), 1_600_000_000);
+
+    // Anything else is changed as by set_metadata; a missing name stays missing.
+    s.fs.set_link_metadata(&vp("/f"), &SetAttrs { permissions: Some(0o600), ..later.clone() }).await.unwrap();
+    assert_eq!(mode_of(&s.root.join("f")), 0o600);
+    assert_eq!(std::fs::metadata(s.root.join("f")).unwrap().mtime(), 1_700_000_000);
+    assert!(matches!(s.fs.set_link_metadata(&vp("/nope"), &later).await, Err(FsError::NotFound)));
+}
+
+#[tokio::test]
 async fn canonicalize_resolves_links_virtually() {
     let s = scratch();
     std::fs::create_dir_all(s.root.join("a/b")).unwrap();

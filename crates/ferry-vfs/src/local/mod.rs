@@ -219,6 +219,14 @@ impl Vfs for LocalFs {
         self.on_path(path, true, move |fs, p| ops::set_metadata(&fs.root, &p.to_relative(), &attrs)).await
     }
 
+    async fn set_link_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
+        if path.is_root() {
+            return self.set_metadata(path, attrs).await;
+        }
+        let attrs = attrs.clone();
+        self.on_path(path, false, move |fs, p| ops::set_link_metadata(&fs.root, &p.to_relative(), &attrs)).await
+    }
+
     async fn read_link(&self, path: &VPath) -> FsResult<Vec<u8>> {
         self.on_path(path, false, |fs, p| ops::read_link(&fs.root, &p.to_relative())).await
     }

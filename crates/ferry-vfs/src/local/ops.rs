@@ -144,14 +144,40 @@ pub(super) fn set_metadata(root: &Dir, rel: &Path, attrs: &SetAttrs) -> FsResult
 /// (rsync exit 23) whenever the link's time differs from the source's. There is no target to follow here,
 /// so setting the link's own times is the only meaning the request can have.
 fn set_dangling_link_times(root: &Dir, rel: &Path, attrs: &SetAttrs, missing: io::Error) -> FsResult<()> {
-    let (Some((atime, mtime)), Some(name)) = (attrs.times, rel.file_name()) else {
-        return Err(missing.into());
-    };
     let only_times = attrs.size.is_none() && attrs.permissions.is_none() && attrs.uid_gid.is_none();
     let is_link = root.symlink_metadata(rel).is_ok_and(|m| m.file_type().is_symlink());
-    if !(only_times && is_link) {
-        return Err(missing.into());
+    match attrs.times {
+        Some(times) if only_times && is_link => set_link_times(root, rel, times),
+        _ => Err(missing.into()),
     }
+}
+
+/// SETSTAT without following a final symlink (lsetstat@openssh.com). Anything but a symlink is changed as
+/// by [`set_metadata`]. A symlink's own times and owner can be set; it has no size, and Linux keeps no
+/// permissions on it, so those are refused before anything is changed.
+pub(super) fn set_link_metadata(root: &Dir, rel: &Path, attrs: &SetAttrs) -> FsResult<()> {
+    let current = root.symlink_metadata(rel)?;
+    if !current.file_type().is_symlink() {
+        return set_metadata(root, rel, attrs);
+    }
+    check_owner(attrs.uid_gid, &meta_from_cap(&current))?;
+    if attrs.size.is_some() {
+        return Err(FsError::Unsupported("a symlink has no size to change"));
+    }
+    if attrs.permissions.is_some() {
+        return Err(FsError::Unsupported("a symlink's permissions cannot be changed"));
+    }
+    match attrs.times {
+        Some(times) => set_link_times(root, rel, times),
+        None => Ok(()),
+    }
+}
+
+/// Sets the times of `rel` itself, never following it.
+fn set_link_times(root: &Dir, rel: &Path, (atime, mtime): (i64, i64)) -> FsResult<()> {
+    let Some(name) = rel.file_name() else {
+        return Err(FsError::InvalidPath);
+    };
     let parent = match rel.parent() {
         Some(p) if !p.as_os_str().is_empty() => root.open_dir(p)?,
         _ => root.try_clone()?,
