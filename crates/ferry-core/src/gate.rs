@@ -55,6 +55,12 @@ impl GatedVfs {
         check(&self.rules.at(path), perm, path, &self.who, &self.events)
     }
 
+    /// What changing `attrs` at `path` needs (SETSTAT and lsetstat alike).
+    fn check_attrs(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
+        let set = self.rules.at(path);
+        attr_perms(attrs).into_iter().try_for_each(|perm| check(&set, perm, path, &self.who, &self.events))
+    }
+
     /// What an open for writing needs: `upload` for a new file, `overwrite` for an existing one. Costs
     /// a stat only for users who may not do both.
     async fn check_write(&self, path: &VPath) -> FsResult<()> {
@@ -240,16 +246,12 @@ impl Vfs for GatedVfs {
     }
 
     async fn set_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
-        for perm in attr_perms(attrs) {
-            self.check(perm, path)?;
-        }
+        self.check_attrs(path, attrs)?;
         self.inner.set_metadata(path, attrs).await
     }
 
     async fn set_link_metadata(&self, path: &VPath, attrs: &SetAttrs) -> FsResult<()> {
-        for perm in attr_perms(attrs) {
-            self.check(perm, path)?;
-        }
+        self.check_attrs(path, attrs)?;
         self.inner.set_link_metadata(path, attrs).await
     }
 
