@@ -467,22 +467,16 @@ mod tests {
             assert_eq!(s.get("acc").expect("get").expect("there").storage.as_deref(), Some("s3"), "{}", s.kind);
             s.set_storage("acc", None).expect("back to the default");
             // 0 is "no limit" for a rate and lifts a quota; 1 is a limit of 1.
+            let limits = |s: &UserStore| {
+                let u = s.get("acc").expect("get").expect("there");
+                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files)
+            };
             s.set_rates("acc", Some(Some(1)), Some(Some(1))).expect("rates of 1");
             s.set_quota("acc", Some(1), Some(1)).expect("quota of 1");
-            let u = s.get("acc").expect("get").expect("there");
-            assert_eq!(
-                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files),
-                (Some(1), Some(1), Some(1), Some(1))
-            );
+            assert_eq!(limits(&s), (Some(1), Some(1), Some(1), Some(1)));
             s.set_rates("acc", Some(Some(0)), Some(Some(0))).expect("rates of 0");
             s.set_quota("acc", Some(0), Some(0)).expect("quota of 0");
-            let u = s.get("acc").expect("get").expect("there");
-            assert_eq!(
-                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files),
-                (None, None, None, None),
-                "{}",
-                s.kind
-            );
+            assert_eq!(limits(&s), (None, None, None, None), "{}", s.kind);
             s.set_quota("acc", Some(5 << 30), Some(10)).expect("quota again");
             s.set_disabled("acc", false).expect("enable");
             s.set_expires("acc", None).expect("never");
@@ -500,13 +494,8 @@ mod tests {
                     "by hand",
                 )
                 .expect("by hand");
+            assert_eq!(limits(&s), (None, None, None, None), "{}", s.kind);
             let u = s.get("acc").expect("get").expect("there");
-            assert_eq!(
-                (u.upload_rate, u.download_rate, u.quota_bytes, u.quota_files),
-                (None, None, None, None),
-                "{}",
-                s.kind
-            );
             assert_eq!(u.max_sessions, Some(0), "a negative session limit reads as 0: no limit");
             assert!(matches!(s.set_disabled("nobody", true), Err(AuthError::NoSuchUser(_))));
             // Quota usage: a count, then changes that add up; never below zero.
