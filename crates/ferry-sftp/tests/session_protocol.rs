@@ -393,10 +393,7 @@ impl Session {
     }
 
     async fn on_handle(&mut self, kind: u8, id: u32, handle: &[u8], rest: &[u8]) {
-        let mut fields = BytesMut::new();
-        string(&mut fields, handle);
-        fields.put_slice(rest);
-        self.send(raw_request(kind, id, &fields));
+        self.send(handle_request(kind, id, handle, rest));
     }
 
     async fn close(&mut self, id: u32, handle: &[u8]) {
@@ -405,8 +402,24 @@ impl Session {
     }
 }
 
+/// A request on an open handle: the handle, then `rest`.
+fn handle_request(kind: u8, id: u32, handle: &[u8], rest: &[u8]) -> Bytes {
+    let mut fields = BytesMut::new();
+    string(&mut fields, handle);
+    fields.put_slice(rest);
+    raw_request(kind, id, &fields)
+}
+
 fn offset_len(offset: u64, len: u32) -> Vec<u8> {
     [offset.to_be_bytes().as_slice(), len.to_be_bytes().as_slice()].concat()
+}
+
+/// A WRITE's fields after the handle.
+fn offset_data(offset: u64, data: &[u8]) -> BytesMut {
+    let mut fields = BytesMut::new();
+    fields.put_u64(offset);
+    string(&mut fields, data);
+    fields
 }
 
 #[tokio::test]
@@ -415,10 +428,7 @@ async fn transfers_are_recorded_at_close_and_a_file_opened_for_nothing_is_not() 
     let mut s = start(Limits::default()).await.initialised().await;
     // WRITE | CREAT | TRUNC, mode 0100600 as OpenSSH's put sends it.
     let h = s.open(1, b"up.txt", 0x2 | 0x8 | 0x10, Some(0o100600)).await;
-    let mut data = BytesMut::new();
-    data.put_u64(0);
-    string(&mut data, b"hello");
-    s.on_handle(WRITE, 2, &h, &data).await;
+    s.on_handle(WRITE, 2, &h, &offset_data(0, b"hello")).await;
     assert_eq!(s.status().await, (2, FX_OK));
     s.close(3, &h).await;
     assert_eq!(std::fs::read(s.home.join("up.txt")).unwrap(), b"hello");
@@ -504,10 +514,7 @@ async fn an_upload_open_when_the_connection_ends_is_undone_and_recorded_as_cut_o
     let mut s = start(Limits::default()).await.initialised().await;
     std::fs::write(s.home.join("keep.txt"), b"previous").unwrap();
     let h = s.open(1, b"keep.txt", 0x2 | 0x8 | 0x10, None).await;
-    let mut data = BytesMut::new();
-    data.put_u64(0);
-    string(&mut data, b"half an upl");
-    s.on_handle(WRITE, 2, &h, &data).await;
+    s.on_handle(WRITE, 2, &h, &offset_data(0, b"half an upl")).await;
     assert_eq!(s.status().await, (2, FX_OK));
     // A reader that never closes its file is cut off too, and one that read nothing is no transfer.
     let idle = s.open(3, b"keep.txt", 0x1, None).await;
@@ -530,14 +537,9 @@ async fn a_request_on_a_path_waits_for_the_writes_sent_before_it() {
     let mut s = start(Limits::default()).await.initialised().await;
     // WRITE | CREAT without TRUNC: writes go in place, so STAT of the name sees them.
     let h = s.open(1, b"inplace.bin", 0x2 | 0x8, None).await;
-    let mut pipelined = Vec::new();
-    for i in 0..8u64 {
-        let mut fields = BytesMut::new();
-        string(&mut fields, &h);
-        fields.put_u64(i * 32 * 1024);
-        string(&mut fields, &[b'x'; 32 * 1024]);
-        pipelined.push(raw_request(WRITE, 10 + i as u32, &fields));
-    }
+    let mut pipelined: Vec<Bytes> = (0..8u64)
+        .map(|i| handle_request(WRITE, 10 + i as u32, &h, &offset_data(i * 32 * 1024, &[b'x'; 32 * 1024])))
+        .collect();
     pipelined.push(request(STAT, 20, &[b"inplace.bin"]));
     s.send(Bytes::from(pipelined.concat()));
     for id in 10..18 {
@@ -561,12 +563,7 @@ async fn replies_a_client_does_not_read_stop_new_requests_at_the_budget() {
     // 100 READs of the largest size each reserve what their reply may weigh (256 KiB): 16 MiB of replies
     // waiting is about 64 of them, and the writer is stuck on the first.
     let reads: Vec<Bytes> = (0..100u32)
-        .map(|i| {
-            let mut fields = BytesMut::new();
-            string(&mut fields, &h);
-            fields.put_slice(&offset_len(0, ferry_sftp::proto::MAX_READ_LEN));
-            raw_request(READ, 100 + i, &fields)
-        })
+        .map(|i| handle_request(READ, 100 + i, &h, &offset_len(0, ferry_sftp::proto::MAX_READ_LEN)))
         .collect();
     let one = reads[0].len();
     let before = s.credit.0.load(Ordering::Acquire);
