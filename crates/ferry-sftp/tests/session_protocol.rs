@@ -17,9 +17,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+#[path = "support/wire.rs"]
+mod wire;
+use wire::*;
+
 const WAIT: Duration = Duration::from_secs(5);
 
-const INIT: u8 = 1;
 const VERSION: u8 = 2;
 const OPEN: u8 = 3;
 const OPENDIR: u8 = 11;
@@ -127,29 +130,6 @@ async fn start_gated(limits: Limits, gate: Option<Arc<tokio::sync::Semaphore>>) 
         task,
         _root: TempDir(root),
     }
-}
-
-fn packet(kind: u8, body: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(body.len() + 5);
-    b.put_u32(body.len() as u32 + 1);
-    b.put_u8(kind);
-    b.put_slice(body);
-    b.freeze()
-}
-
-/// A request: id, then string fields.
-fn request(kind: u8, id: u32, strings: &[&[u8]]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u32(id);
-    for s in strings {
-        b.put_u32(s.len() as u32);
-        b.put_slice(s);
-    }
-    packet(kind, &b)
-}
-
-fn init() -> Bytes {
-    packet(INIT, &3u32.to_be_bytes())
 }
 
 impl Session {
@@ -349,19 +329,6 @@ const FX_OK: u32 = 0;
 const FX_EOF: u32 = 1;
 const ATTRS: u8 = 105;
 
-/// A request whose fields are already encoded.
-fn raw_request(kind: u8, id: u32, fields: &[u8]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u32(id);
-    b.put_slice(fields);
-    packet(kind, &b)
-}
-
-fn string(b: &mut BytesMut, s: &[u8]) {
-    b.put_u32(s.len() as u32);
-    b.put_slice(s);
-}
-
 /// A path, then attributes with only the permissions (as OpenSSH sends them: with the file-type bits).
 fn path_and_mode(path: &[u8], mode: Option<u32>) -> BytesMut {
     let mut b = BytesMut::new();
@@ -400,26 +367,6 @@ impl Session {
         self.on_handle(CLOSE, id, handle, &[]).await;
         assert_eq!(self.status().await, (id, FX_OK));
     }
-}
-
-/// A request on an open handle: the handle, then `rest`.
-fn handle_request(kind: u8, id: u32, handle: &[u8], rest: &[u8]) -> Bytes {
-    let mut fields = BytesMut::new();
-    string(&mut fields, handle);
-    fields.put_slice(rest);
-    raw_request(kind, id, &fields)
-}
-
-fn offset_len(offset: u64, len: u32) -> Vec<u8> {
-    [offset.to_be_bytes().as_slice(), len.to_be_bytes().as_slice()].concat()
-}
-
-/// A WRITE's fields after the handle.
-fn offset_data(offset: u64, data: &[u8]) -> BytesMut {
-    let mut fields = BytesMut::new();
-    fields.put_u64(offset);
-    string(&mut fields, data);
-    fields
 }
 
 #[tokio::test]

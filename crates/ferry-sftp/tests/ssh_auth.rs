@@ -20,10 +20,16 @@ use russh::{MethodKind, MethodSet};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 
+#[path = "support/wire.rs"]
+mod wire;
+use wire::*;
+
 const DELAY: Duration = Duration::from_millis(400);
 const ATTEMPTS: usize = 3;
 const PASSWORD: &str = "a long passphrase";
 const WAIT: Duration = Duration::from_secs(10);
+const CLOSE: u8 = 4;
+const WRITE: u8 = 6;
 
 struct Client;
 
@@ -335,13 +341,6 @@ async fn terminal_and_x11_requests_are_refused_and_environment_variables_accepte
     assert!(request_reply(&mut ch).await, "and SFTP still starts on the channel");
 }
 
-fn sftp_packet(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
-    p.push(kind);
-    p.extend_from_slice(body);
-    p
-}
-
 /// The next `n` SFTP replies' type bytes, however the channel splits them.
 async fn sftp_replies(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
     let mut kinds = Vec::new();
@@ -371,7 +370,7 @@ async fn sftp_channel(c: &client::Handle<Client>) -> (russh::ChannelReadHalf, Cl
     ch.request_subsystem(true, "sftp").await.unwrap();
     let (mut read, write) = ch.split();
     let mut buf = Vec::new();
-    write.data(&sftp_packet(1, &3u32.to_be_bytes())[..]).await.unwrap(); // INIT
+    write.data(&init()[..]).await.unwrap();
     assert_eq!(sftp_replies(&mut read, &mut buf, 1).await, [2], "VERSION");
     (read, write, buf)
 }
@@ -383,12 +382,7 @@ async fn open_to_write(
     buf: &mut Vec<u8>,
     name: &[u8],
 ) -> Vec<u8> {
-    let mut open = 1u32.to_be_bytes().to_vec();
-    open.extend_from_slice(&(name.len() as u32).to_be_bytes());
-    open.extend_from_slice(name);
-    open.extend_from_slice(&(0x2u32 | 0x8 | 0x10).to_be_bytes()); // WRITE | CREAT | TRUNC
-    open.extend_from_slice(&0u32.to_be_bytes());
-    write.data(&sftp_packet(3, &open)[..]).await.unwrap();
+    write.data(&open_request(1, name, 0x2 | 0x8 | 0x10)[..]).await.unwrap(); // WRITE | CREAT | TRUNC
     let (kind, handle) = loop {
         if buf.len() >= 4 {
             break (buf[4], buf[13..13 + u32::from_be_bytes(buf[9..13].try_into().unwrap()) as usize].to_vec());
@@ -402,17 +396,6 @@ async fn open_to_write(
     handle
 }
 
-/// A WRITE packet of `data` at `offset` through `handle`.
-fn write_packet(id: u32, handle: &[u8], offset: u64, data: &[u8]) -> Vec<u8> {
-    let mut w = id.to_be_bytes().to_vec();
-    w.extend_from_slice(&(handle.len() as u32).to_be_bytes());
-    w.extend_from_slice(handle);
-    w.extend_from_slice(&offset.to_be_bytes());
-    w.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    w.extend_from_slice(data);
-    sftp_packet(6, &w)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_four_times_the_window_completes_as_the_window_is_handed_back() {
     let s = server(Duration::from_secs(60)).await;
@@ -424,7 +407,10 @@ async fn an_upload_four_times_the_window_completes_as_the_window_is_handed_back(
     let chunk = vec![7u8; 32 * 1024];
     let writer = tokio::spawn(async move {
         for i in 0..128u64 {
-            write.data(&write_packet(10 + i as u32, &handle, i * chunk.len() as u64, &chunk)[..]).await.unwrap();
+            write
+                .data(&handle_request(WRITE, 10 + i as u32, &handle, &offset_data(i * chunk.len() as u64, &chunk))[..])
+                .await
+                .unwrap();
         }
         write
     });
@@ -442,7 +428,7 @@ async fn closing_the_sftp_channel_mid_upload_keeps_the_old_file_and_the_connecti
     assert!(timed(c.authenticate_password("alice", PASSWORD)).await.0.unwrap().success());
     let (mut read, write, mut buf) = sftp_channel(&c).await;
     let handle = open_to_write(&mut read, &write, &mut buf, b"keep.txt").await;
-    write.data(&write_packet(2, &handle, 0, b"half of a new")[..]).await.unwrap();
+    write.data(&handle_request(WRITE, 2, &handle, &offset_data(0, b"half of a new"))[..]).await.unwrap();
     assert_eq!(sftp_replies(&mut read, &mut buf, 1).await, [101], "the WRITE's STATUS");
     // The client closes the channel without an SFTP CLOSE, as sshfs or a killed `sftp` does.
     write.eof().await.unwrap();
@@ -463,11 +449,8 @@ async fn closing_the_sftp_channel_mid_upload_keeps_the_old_file_and_the_connecti
     assert!(!c.is_closed(), "closing one channel ended the connection");
     let (mut read, write, mut buf) = sftp_channel(&c).await;
     let handle = open_to_write(&mut read, &write, &mut buf, b"next.txt").await;
-    write.data(&write_packet(2, &handle, 0, b"next")[..]).await.unwrap();
-    let mut close = 3u32.to_be_bytes().to_vec();
-    close.extend_from_slice(&(handle.len() as u32).to_be_bytes());
-    close.extend_from_slice(&handle);
-    write.data(&sftp_packet(4, &close)[..]).await.unwrap();
+    write.data(&handle_request(WRITE, 2, &handle, &offset_data(0, b"next"))[..]).await.unwrap();
+    write.data(&handle_request(CLOSE, 3, &handle, &[])[..]).await.unwrap();
     assert_eq!(sftp_replies(&mut read, &mut buf, 2).await, [101, 101], "WRITE and CLOSE");
     assert_eq!(std::fs::read(home.join("next.txt")).unwrap(), b"next");
 }

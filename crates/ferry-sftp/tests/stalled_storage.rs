@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use ferry_auth::UserStore;
 use ferry_sftp::{Activity, SshService, SshSettings};
 use ferry_vfs::{
@@ -22,6 +22,10 @@ use russh::{client, ChannelMsg};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
+
+#[path = "support/wire.rs"]
+mod wire;
+use wire::*;
 
 const WINDOW: u32 = 16 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
@@ -163,19 +167,6 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-fn packet(kind: u8, body: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(body.len() + 5);
-    b.put_u32(body.len() as u32 + 1);
-    b.put_u8(kind);
-    b.put_slice(body);
-    b.freeze()
-}
-
-fn string(b: &mut BytesMut, s: &[u8]) {
-    b.put_u32(s.len() as u32);
-    b.put_slice(s);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_storage_closes_the_window_and_the_upload_finishes_when_it_resumes() {
     let base = std::env::temp_dir().join(format!("ferry-stall-{}-{:x}", std::process::id(), rand_u64()));
@@ -241,13 +232,8 @@ async fn a_stalled_storage_closes_the_window_and_the_upload_finishes_when_it_res
         }
     });
 
-    write.data(&packet(1, &3u32.to_be_bytes())[..]).await.unwrap();
-    let mut open = BytesMut::new();
-    open.put_u32(1);
-    string(&mut open, b"/big.bin");
-    open.put_u32(0x1a); // WRITE | CREAT | TRUNC
-    open.put_u32(0);
-    write.data(&packet(3, &open)[..]).await.unwrap();
+    write.data(&init()[..]).await.unwrap();
+    write.data(&open_request(1, b"/big.bin", 0x1a)[..]).await.unwrap(); // WRITE | CREAT | TRUNC
     let handle = timeout(Duration::from_secs(10), handle_rx).await.unwrap().unwrap();
 
     // Push the whole upload without waiting for replies, as fast as the window allows.
@@ -259,12 +245,7 @@ async fn a_stalled_storage_closes_the_window_and_the_upload_finishes_when_it_res
         let mut offset = 0u64;
         let mut id = 2u32;
         while offset < total {
-            let mut w = BytesMut::with_capacity(CHUNK + 64);
-            w.put_u32(id);
-            string(&mut w, &handle);
-            w.put_u64(offset);
-            string(&mut w, &data);
-            write.data(&packet(6, &w)[..]).await.unwrap();
+            write.data(&handle_request(6, id, &handle, &offset_data(offset, &data))[..]).await.unwrap(); // WRITE
             offset += CHUNK as u64;
             id += 1;
             pushed.store(offset, Ordering::Relaxed);
