@@ -341,16 +341,15 @@ async fn terminal_and_x11_requests_are_refused_and_environment_variables_accepte
     assert!(request_reply(&mut ch).await, "and SFTP still starts on the channel");
 }
 
-/// The next `n` SFTP replies' type bytes, however the channel splits them.
-async fn sftp_replies(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
-    let mut kinds = Vec::new();
-    while kinds.len() < n {
+/// The next SFTP reply (type, body after the type byte), however the channel splits it; `buf` keeps
+/// what arrived beyond it.
+async fn sftp_reply(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>) -> (u8, Vec<u8>) {
+    loop {
         if buf.len() >= 4 {
             let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
             if buf.len() >= 4 + len {
-                kinds.push(buf[4]);
-                buf.drain(..4 + len);
-                continue;
+                let packet: Vec<u8> = buf.drain(..4 + len).collect();
+                return (packet[4], packet[5..].to_vec());
             }
         }
         match timeout(WAIT, read.wait()).await.expect("a reply in time: was the window handed back?") {
@@ -358,6 +357,14 @@ async fn sftp_replies(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>, n: u
             Some(_) => {}
             None => panic!("the channel closed"),
         }
+    }
+}
+
+/// The next `n` SFTP replies' type bytes.
+async fn sftp_replies(read: &mut russh::ChannelReadHalf, buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    while kinds.len() < n {
+        kinds.push(sftp_reply(read, buf).await.0);
     }
     kinds
 }
@@ -383,17 +390,11 @@ async fn open_to_write(
     name: &[u8],
 ) -> Vec<u8> {
     write.data(&open_request(1, name, 0x2 | 0x8 | 0x10)[..]).await.unwrap(); // WRITE | CREAT | TRUNC
-    let (kind, handle) = loop {
-        if buf.len() >= 4 {
-            break (buf[4], buf[13..13 + u32::from_be_bytes(buf[9..13].try_into().unwrap()) as usize].to_vec());
-        }
-        if let Some(russh::ChannelMsg::Data { data }) = timeout(WAIT, read.wait()).await.unwrap() {
-            buf.extend_from_slice(&data);
-        }
-    };
+    let (kind, body) = sftp_reply(read, buf).await;
     assert_eq!(kind, 102, "HANDLE");
-    buf.clear();
-    handle
+    // id, then the handle as a string
+    let len = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
+    body[8..8 + len].to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
