@@ -9,19 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_auth::UserStore;
-
-#[path = "../../../ferry-core/tests/support/logs.rs"]
-mod logs;
 use ferry_ftp::{FtpMode, FtpService, FtpSettings};
 use ferry_tls::TlsStore;
 use ferry_vfs::activity::Activity;
-pub use logs::capture_logs;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
+
+/// The log capture of ferry-core's tests, shared rather than copied.
+#[path = "../../../ferry-core/tests/support/logs.rs"]
+mod logs;
+pub use logs::capture_logs;
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse";
