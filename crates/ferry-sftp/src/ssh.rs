@@ -245,11 +245,10 @@ impl russh::server::Handler for SshConn {
     /// client is then disconnected with the reason.
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         if let Some(text) = self.refused.take() {
-            let handle = session.handle();
-            tokio::spawn(async move {
-                let _ = handle.disconnect(Disconnect::TooManyConnections, text, "en".into()).await;
-            });
-            return Ok(());
+            // Queued now, right behind USERAUTH_SUCCESS, so it goes out before anything else: a disconnect
+            // sent from a task raced the client's pipelined channel open and subsystem request, which were
+            // then refused first, and OpenSSH printed "subsystem request failed" instead of this text.
+            return session.disconnect(Disconnect::TooManyConnections, &text, "en");
         }
         if let Some(login) = &self.session {
             let ended = login.ended();
